@@ -1,0 +1,261 @@
+"""Pieces every Messages-side translator shares: stop reasons, usage, ids, tool names, signatures.
+
+All functions are pure; tables are read-only mappings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+from typing import Any, Final
+
+Event = tuple[str, dict[str, Any]]
+Events = list[Event]
+
+STOP_REASONS: Final = frozenset(
+    {
+        "end_turn",
+        "max_tokens",
+        "stop_sequence",
+        "tool_use",
+        "pause_turn",
+        "refusal",
+        "model_context_window_exceeded",
+    }
+)
+
+_OPENAI_FINISH: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "stop": "end_turn",
+        "length": "max_tokens",
+        "tool_calls": "tool_use",
+        "function_call": "tool_use",
+        "content_filter": "refusal",
+    }
+)
+
+_GEMINI_FINISH: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "STOP": "end_turn",
+        "MAX_TOKENS": "max_tokens",
+        "SAFETY": "refusal",
+        "RECITATION": "refusal",
+        "LANGUAGE": "refusal",
+        "BLOCKLIST": "refusal",
+        "PROHIBITED_CONTENT": "refusal",
+        "SPII": "refusal",
+        "IMAGE_SAFETY": "refusal",
+        "IMAGE_PROHIBITED_CONTENT": "refusal",
+        "IMAGE_RECITATION": "refusal",
+        "IMAGE_OTHER": "refusal",
+    }
+)
+
+
+def stop_from_openai(finish_reason: str | None) -> str:
+    """Chat Completions finish_reason -> Anthropic stop_reason; unknown values end the turn."""
+    return _OPENAI_FINISH.get(finish_reason or "", "end_turn")
+
+
+def stop_from_gemini(finish_reason: str | None) -> str:
+    """Gemini finishReason -> Anthropic stop_reason. Malformed or unexpected tool calls end the turn."""
+    return _GEMINI_FINISH.get(finish_reason or "", "end_turn")
+
+
+# --- usage -------------------------------------------------------------------------------------
+
+
+def empty_usage() -> dict[str, int]:
+    return {
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+    }
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def usage_from_openai(usage: Mapping[str, Any] | None) -> dict[str, int]:
+    """Chat Completions usage -> Anthropic split: prompt_tokens includes cache reads and writes."""
+    if not usage:
+        return empty_usage()
+    details = usage.get("prompt_tokens_details") or {}
+    cache_read = _int(details.get("cached_tokens")) or _int(usage.get("prompt_cache_hit_tokens"))
+    cache_write = _int(details.get("cache_write_tokens"))
+    prompt = _int(usage.get("prompt_tokens"))
+    return {
+        "input_tokens": max(prompt - cache_read - cache_write, 0),
+        "output_tokens": _int(usage.get("completion_tokens")),
+        "cache_creation_input_tokens": cache_write,
+        "cache_read_input_tokens": cache_read,
+    }
+
+
+def usage_from_gemini(usage: Mapping[str, Any] | None) -> dict[str, int]:
+    """Gemini usageMetadata -> Anthropic split: candidates exclude thoughts, the prompt includes the cache."""
+    if not usage:
+        return empty_usage()
+    cached = _int(usage.get("cachedContentTokenCount"))
+    prompt = _int(usage.get("promptTokenCount")) + _int(usage.get("toolUsePromptTokenCount"))
+    return {
+        "input_tokens": max(prompt - cached, 0),
+        "output_tokens": _int(usage.get("candidatesTokenCount")) + _int(usage.get("thoughtsTokenCount")),
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": cached,
+    }
+
+
+# --- ids ---------------------------------------------------------------------------------------
+
+_ID_BAD = re.compile(r"[^a-zA-Z0-9_-]")
+
+
+def sanitize_id(raw: Any, fallback: str) -> str:
+    """An id usable as an Anthropic tool_use.id (``^[a-zA-Z0-9_-]+$``): bad characters become ``_``."""
+    cleaned = _ID_BAD.sub("_", raw) if isinstance(raw, str) else ""
+    return cleaned or fallback
+
+
+def new_message_id(seed: Any = None) -> str:
+    """``msg_`` + the upstream id when there is one (stable across replays), else a random one."""
+    if isinstance(seed, str) and seed:
+        return "msg_" + _ID_BAD.sub("_", seed)
+    return "msg_" + uuid.uuid4().hex
+
+
+# --- tool names --------------------------------------------------------------------------------
+
+
+def upstream_tool_name(name: str, limit: int = 64, lead_letter: bool = False) -> str:
+    """A tool name the upstream accepts: too long names become prefix + hash (mapped back by
+    ``tool_name_map``); ``lead_letter`` (Gemini) prefixes names that do not start with a letter or ``_``."""
+    out = name
+    if lead_letter and not (out[:1].isalpha() or out[:1] == "_"):
+        out = "_" + out
+    if len(out) > limit:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+        out = out[: limit - 9] + "_" + digest
+    return out
+
+
+def _request_tool_names(req: Mapping[str, Any]) -> Iterable[str]:
+    for tool in req.get("tools") or ():
+        if isinstance(tool, Mapping) and isinstance(tool.get("name"), str):
+            yield tool["name"]
+    for msg in req.get("messages") or ():
+        content = msg.get("content") if isinstance(msg, Mapping) else None
+        if isinstance(content, list):
+            for block in content:
+                if (
+                    isinstance(block, Mapping)
+                    and block.get("type") == "tool_use"
+                    and isinstance(block.get("name"), str)
+                ):
+                    yield block["name"]
+
+
+def tool_name_map(req: Mapping[str, Any], limit: int = 64, lead_letter: bool = False) -> dict[str, str]:
+    """Upstream name -> client name, for every tool name the request mentions that had to change."""
+    out: dict[str, str] = {}
+    for name in _request_tool_names(req):
+        alias = upstream_tool_name(name, limit, lead_letter)
+        if alias != name:
+            out[alias] = name
+    return out
+
+
+# --- gateway-made thinking signatures ----------------------------------------------------------
+
+SIGNATURE_PREFIX: Final = "bytespike:1:"
+SIG_REASONING: Final = "reasoning"
+SIG_GEMINI_NEXT: Final = "gemini-next"
+SIG_GEMINI_THOUGHT: Final = "gemini-thought"
+
+
+def gateway_signature(kind: str, payload: str = "") -> str:
+    """A thinking-block signature the gateway made itself: ``bytespike:1:<kind>:<payload>``.
+
+    Anthropic clients keep a thinking block's signature verbatim, so it carries what the next
+    request needs (see ``translate.gemini`` for the Gemini kinds). Real Anthropic signatures never
+    start with this prefix.
+    """
+    return f"{SIGNATURE_PREFIX}{kind}:{payload}"
+
+
+def read_gateway_signature(signature: Any) -> tuple[str, str] | None:
+    """(kind, payload) of a gateway-made signature, None for anything else (e.g. Anthropic's own)."""
+    if not isinstance(signature, str) or not signature.startswith(SIGNATURE_PREFIX):
+        return None
+    kind, sep, payload = signature[len(SIGNATURE_PREFIX) :].partition(":")
+    return (kind, payload) if sep else None
+
+
+# --- request reading ---------------------------------------------------------------------------
+
+EFFORTS: Final = ("minimal", "low", "medium", "high", "xhigh", "max")
+
+
+def blocks_of(content: Any) -> list[dict[str, Any]]:
+    """Message or system content as a list of blocks (a string is one text block)."""
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    if isinstance(content, list):
+        return [b for b in content if isinstance(b, dict)]
+    return []
+
+
+def system_texts(req: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The top-level system prompt (string or blocks) as non-empty text blocks."""
+    return [b for b in blocks_of(req.get("system")) if b.get("type") == "text" and b.get("text")]
+
+
+def requested_effort(req: Mapping[str, Any]) -> str | None:
+    """The reasoning effort a Messages request asks for, on the EFFORTS scale; None = no thinking.
+
+    ``enabled`` budgets map as < 4096 low, < 16384 medium, < 32768 high, else xhigh;
+    ``adaptive`` defaults to high; ``output_config.effort`` wins when given.
+    """
+    thinking = req.get("thinking")
+    kind = thinking.get("type") if isinstance(thinking, Mapping) else None
+    if kind not in ("enabled", "adaptive"):
+        return None
+    config = req.get("output_config")
+    effort = config.get("effort") if isinstance(config, Mapping) else None
+    if effort in EFFORTS:
+        return str(effort)
+    if kind == "adaptive":
+        return "high"
+    budget = thinking.get("budget_tokens") if isinstance(thinking, Mapping) else None
+    budget = budget if isinstance(budget, int) else 0
+    if budget < 4096:
+        return "low"
+    if budget < 16384:
+        return "medium"
+    if budget < 32768:
+        return "high"
+    return "xhigh"
+
+
+def snap_effort(effort: str, supported: tuple[str, ...]) -> str:
+    """The weakest supported level at least as strong as ``effort``, else the strongest one."""
+    rank = EFFORTS.index(effort) if effort in EFFORTS else EFFORTS.index("high")
+    ranked = sorted(supported, key=lambda e: EFFORTS.index(e) if e in EFFORTS else 0)
+    for level in ranked:
+        if (EFFORTS.index(level) if level in EFFORTS else 0) >= rank:
+            return level
+    return ranked[-1]
+
+
+def tool_results_text(content: Any) -> str:
+    """The text parts of a tool_result's content joined by newlines."""
+    if isinstance(content, str):
+        return content
+    return "\n".join(
+        b.get("text", "") for b in blocks_of(content) if b.get("type") == "text" and b.get("text")
+    )
