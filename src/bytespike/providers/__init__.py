@@ -1,0 +1,1 @@
+"""How to call each upstream type: URL, headers, auth, and what its errors look like."""

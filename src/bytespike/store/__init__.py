@@ -1,0 +1,1 @@
+"""Persistence: tables, migrations and the repositories that hold all SQL."""

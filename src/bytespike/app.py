@@ -1,0 +1,80 @@
+"""The ASGI application: routes and lifespan (database, pools, background writers)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from starlette.routing import Mount, Route, Router
+
+from . import endpoints, pipeline
+from .asgi import Receive, Scope, Send
+from .config import Settings
+from .state import State
+from .store.db import upgrade
+
+log = logging.getLogger("bytespike")
+
+Handler = Callable[[State, Scope, Receive, Send], Awaitable[None]]
+
+
+class _Holder:
+    state: State | None = None
+
+
+class Endpoint:
+    """A raw ASGI endpoint bound to the app's state (no Request objects on the hot path)."""
+
+    __slots__ = ("fn", "holder")
+
+    def __init__(self, fn: Handler, holder: _Holder) -> None:
+        self.fn = fn
+        self.holder = holder
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state = self.holder.state
+        assert state is not None, "the app's lifespan has not run"
+        await self.fn(state, scope, receive, send)
+
+
+def create_app(settings: Settings, *, demo: bool = False, extra_routes: list[Any] | None = None,
+               on_ready: Callable[[State], Awaitable[None]] | None = None) -> Router:
+    holder = _Holder()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        await upgrade(settings.database_url)
+        state = State.build(settings, demo=demo)
+        await state.billing.start()
+        holder.state = state
+        if on_ready is not None:
+            await on_ready(state)
+        try:
+            yield
+        finally:
+            holder.state = None
+            await state.close()
+
+    def ep(fn: Handler) -> Endpoint:
+        return Endpoint(fn, holder)
+
+    post, get = ["POST"], ["GET"]
+    routes: list[Any] = [
+        Route("/v1/messages", ep(pipeline.messages), methods=post),
+        Route("/v1/messages/count_tokens", ep(endpoints.count_tokens), methods=post),
+        Route("/v1/chat/completions", ep(pipeline.chat_completions), methods=post),
+        Route("/v1/models", ep(endpoints.list_models), methods=get),
+        Route("/v1/models/{model_id:path}", ep(endpoints.get_model), methods=get),
+        Route("/v1/usage", ep(endpoints.usage), methods=get),
+        Route("/v1/messages/batches", ep(endpoints.batches)),
+        Route("/v1/messages/batches/{rest:path}", ep(endpoints.batches)),
+        Route("/healthz", ep(endpoints.healthz), methods=get),
+        Route("/readyz", ep(endpoints.readyz), methods=get),
+        *(extra_routes or []),
+        Mount("/", ep(endpoints.not_found)),
+    ]
+    app = Router(routes=routes, lifespan=lifespan)
+    app.holder = holder  # type: ignore[attr-defined]
+    return app

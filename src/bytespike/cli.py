@@ -1,0 +1,336 @@
+"""The ``bytespike`` command: run the gateway and manage people, wallets and keys."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import auth, money
+from . import limits as lim
+from .config import ConfigError, Settings, load
+from .store.accounts import Accounts, Conflict, NotFound
+from .store.db import Database, upgrade
+
+app = typer.Typer(help="ByteSpike: a self-hosted LLM gateway.", no_args_is_help=True, add_completion=False)
+users_app = typer.Typer(help="People.", no_args_is_help=True)
+orgs_app = typer.Typer(help="Organizations (members share one wallet).", no_args_is_help=True)
+wallet_app = typer.Typer(help="Wallets: top up and inspect.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+app.add_typer(orgs_app, name="orgs")
+app.add_typer(wallet_app, name="wallet")
+app.add_typer(keys_app, name="keys")
+
+out = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+ConfigOpt = typer.Option(None, "--config", help="Configuration file (default: ./bytespike.yaml, else built-in).")
+JsonOpt = typer.Option(False, "--json", help="Print one JSON object on stdout.")
+
+
+def _settings(config: str | None) -> Settings:
+    try:
+        return load(config)
+    except ConfigError as exc:
+        err.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _run(config: str | None, fn: Callable[[Accounts, Settings], Awaitable[T]]) -> T:
+    settings = _settings(config)
+
+    async def go() -> T:
+        await upgrade(settings.database_url)
+        db = Database(settings.database_url)
+        try:
+            return await fn(Accounts(db), settings)
+        finally:
+            await db.close()
+
+    try:
+        return asyncio.run(go())
+    except (NotFound, Conflict, ValueError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+def _json(data: Any) -> None:
+    sys.stdout.write(orjson.dumps(data, default=str).decode() + "\n")
+
+
+# ---------------------------------------------------------------- serve
+
+
+@app.command()
+def serve(
+    config: str | None = ConfigOpt,
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8080, help="Port to listen on."),
+    workers: int = typer.Option(1, help="Worker processes."),
+    demo: bool = typer.Option(False, "--demo", help="Serve the whole catalogue from a built-in simulated upstream, "
+                                                    "with a demo account holding 5 USD. No provider keys needed."),
+    log_level: str = typer.Option("warning", help="uvicorn log level."),
+) -> None:
+    """Run the gateway."""
+    import uvicorn
+
+    settings = _settings(config)
+    if demo:
+        workers = 1
+    os.environ["BYTESPIKE_SERVE"] = orjson.dumps({"config": config, "demo": demo, "host": host, "port": port}).decode()
+    db_note = settings.database_url
+    err.print(f"ByteSpike {'DEMO ' if demo else ''}listening on http://{host}:{port} "
+              f"(config: {settings.source}, database: {db_note.split('@')[-1]})")
+    uvicorn.run("bytespike.serving:factory", factory=True, host=host, port=port, workers=workers,
+                loop="uvloop", http="httptools", log_level=log_level, access_log=False, timeout_graceful_shutdown=30)
+
+
+# ---------------------------------------------------------------- users and orgs
+
+
+@users_app.command("create")
+def users_create(
+    email: str,
+    org: str | None = typer.Option(None, "--org", help="Join (or create) this organization; its wallet pays."),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read a console password from stdin."),
+    config: str | None = ConfigOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Create a person (with their own wallet, or a member of an organization)."""
+    pw_hash = None
+    if password_stdin:
+        from .passwords import hash_password
+
+        pw = sys.stdin.readline().rstrip("\n")
+        if len(pw) < 8:
+            err.print("[red]error:[/red] the password must have at least 8 characters")
+            raise typer.Exit(1)
+        pw_hash = hash_password(pw)
+    user = _run(config, lambda a, s: a.create_user(email, org, pw_hash))
+    if as_json:
+        _json(user)
+    else:
+        out.print(f"created user [bold]{user['email']}[/bold] ({user['id']})" + (f" in org {org}" if org else ""))
+
+
+@orgs_app.command("create")
+def orgs_create(name: str, config: str | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
+    """Create an organization whose members share its wallet."""
+    org = _run(config, lambda a, s: a.create_org(name))
+    if as_json:
+        _json(org)
+    else:
+        out.print(f"created organization [bold]{name}[/bold] ({org['id']})")
+
+
+# ---------------------------------------------------------------- wallet
+
+
+@wallet_app.command("topup")
+def wallet_topup(
+    email_or_org: str,
+    usd: str,
+    note: str = typer.Option("", "--note", help="A note on the ledger entry."),
+    config: str | None = ConfigOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Add USD to a wallet (a ledger entry; the balance is the ledger's sum)."""
+    try:
+        amount = money.parse_usd(usd)
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    if amount <= 0:
+        err.print("[red]error:[/red] the amount must be positive")
+        raise typer.Exit(1)
+
+    async def go(a: Accounts, s: Settings) -> dict[str, Any]:
+        acct = await a.account(email_or_org)
+        bal = await a.post(acct["id"], "topup", amount, note or "top-up")
+        return {"account": acct["name"], "amount_usd": money.format_usd(amount), "balance_usd": money.format_usd(bal)}
+
+    res = _run(config, go)
+    if as_json:
+        _json(res)
+    else:
+        out.print(f"topped up {res['account']} by {res['amount_usd']} USD; balance {res['balance_usd']} USD")
+
+
+@wallet_app.command("show")
+def wallet_show(email_or_org: str, config: str | None = ConfigOpt, as_json: bool = JsonOpt,
+                limit: int = typer.Option(20, help="Ledger entries to show.")) -> None:
+    """Balance, open holds and the latest ledger entries."""
+
+    async def go(a: Accounts, s: Settings) -> dict[str, Any]:
+        acct = await a.account(email_or_org)
+        bal, held = await a.balance(acct["id"])
+        rows = await a.ledger(acct["id"], limit)
+        return {
+            "account": acct["name"],
+            "balance_usd": money.format_usd(bal),
+            "held_usd": money.format_usd(held),
+            "available_usd": money.format_usd(bal - held),
+            "ledger": [{"id": r["id"], "time": _iso(r["created_at"]), "kind": r["kind"],
+                        "amount_usd": money.format_usd(r["amount"]), "balance_usd": money.format_usd(r["balance_after"]),
+                        "request_id": r["request_id"], "note": r["note"]} for r in rows],
+        }
+
+    res = _run(config, go)
+    if as_json:
+        _json(res)
+        return
+    out.print(f"[bold]{res['account']}[/bold]: balance {res['balance_usd']} USD, held {res['held_usd']} USD, "
+              f"available {res['available_usd']} USD")
+    t = Table("time", "kind", "amount (USD)", "balance (USD)", "note")
+    for r in res["ledger"]:
+        t.add_row(r["time"], r["kind"], r["amount_usd"], r["balance_usd"], r["note"] or "")
+    out.print(t)
+
+
+# ---------------------------------------------------------------- keys
+
+
+@keys_app.command("create")
+def keys_create(
+    email_or_org: str,
+    group: str = typer.Option(..., "--group", help="The routing group (which models the key may use)."),
+    name: str = typer.Option("", "--name", help="A label."),
+    limit: list[str] = typer.Option([], "--limit", help="WINDOW:usd=X,requests=N,tokens=N (repeatable)."),
+    max_concurrency: int | None = typer.Option(None, "--max-concurrency", help="Concurrent requests allowed."),
+    config: str | None = ConfigOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Create a key; it is shown once and stored only as a hash."""
+    specs = []
+    for spec in limit:
+        try:
+            specs.append(lim.format_limit_spec(lim.parse_limit_spec(spec)))
+        except ValueError as exc:
+            err.print(f"[red]error:[/red] --limit {spec!r}: {exc}")
+            raise typer.Exit(1) from None
+    if max_concurrency is not None and max_concurrency < 1:
+        err.print("[red]error:[/red] --max-concurrency must be at least 1")
+        raise typer.Exit(1)
+
+    async def go(a: Accounts, s: Settings) -> dict[str, Any]:
+        if group not in s.groups:
+            raise ValueError(f"unknown group {group!r} (configured: {', '.join(s.groups)})")
+        acct = await a.account(email_or_org)
+        key, digest, prefix = auth.mint()
+        rec = await a.create_key(acct["id"], digest, prefix, group, user_id=acct["user_id"], name=name,
+                                 limits=specs, max_concurrency=max_concurrency)
+        return {"id": rec.id, "key": key, "account": acct["name"], "group": group, "name": name, "limits": specs,
+                "max_concurrency": max_concurrency}
+
+    res = _run(config, go)
+    if as_json:
+        _json(res)
+    else:
+        out.print(f"created key {res['id']} for {res['account']} in group {group}")
+        out.print(f"[bold]{res['key']}[/bold]")
+        out.print("[dim]This is the only time the key is shown.[/dim]")
+
+
+@keys_app.command("list")
+def keys_list(email_or_org: str, config: str | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
+    """The account's keys (never the keys themselves)."""
+
+    async def go(a: Accounts, s: Settings) -> list[dict[str, Any]]:
+        acct = await a.account(email_or_org)
+        return await a.list_keys(acct["id"])
+
+    rows = _run(config, go)
+    if as_json:
+        _json({"keys": rows})
+        return
+    t = Table("id", "prefix", "name", "group", "limits", "created", "status")
+    for r in rows:
+        status = "revoked" if r["revoked_at"] else "active"
+        t.add_row(r["id"], r["prefix"] + "…", r["name"], r["group"], " ".join(r["limits"]) or "-",
+                  _iso(r["created_at"]), status)
+    out.print(t)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, config: str | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
+    """Revoke a key; it stops working at once."""
+    _run(config, lambda a, s: a.revoke_key(key_id))
+    if as_json:
+        _json({"id": key_id, "revoked": True})
+    else:
+        out.print(f"revoked {key_id}")
+
+
+# ---------------------------------------------------------------- usage and models
+
+
+@app.command()
+def usage(email_or_org: str, since: str = typer.Option("1d", "--since", help="How far back: 30m, 5h, 1d, 7d..."),
+          config: str | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
+    """Spend and requests per model since a time."""
+    try:
+        seconds = lim.parse_duration(since)
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] --since: {exc}")
+        raise typer.Exit(1) from None
+
+    async def go(a: Accounts, s: Settings) -> dict[str, Any]:
+        acct = await a.account(email_or_org)
+        rows = await a.usage_summary(acct["id"], time.time() - seconds)
+        return {"account": acct["name"], "since": since, "models": rows,
+                "total_usd": money.format_usd(sum(r["cost"] for r in rows)),
+                "requests": sum(r["requests"] for r in rows)}
+
+    res = _run(config, go)
+    for r in res["models"]:
+        r["cost_usd"] = money.format_usd(r.pop("cost"))
+    if as_json:
+        _json(res)
+        return
+    t = Table("model", "requests", "failed", "input", "output", "cache read", "cache write", "cost (USD)",
+              title=f"{res['account']}, last {since}")
+    for r in res["models"]:
+        t.add_row(r["model"], str(r["requests"]), str(r["failed"]), str(r["input_tokens"]), str(r["output_tokens"]),
+                  str(r["cache_read_tokens"]), str(r["cache_write_tokens"]), r["cost_usd"])
+    out.print(t)
+    out.print(f"total: {res['total_usd']} USD over {res['requests']} requests")
+
+
+@app.command()
+def models(config: str | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
+    """The model catalogue with prices and routes."""
+    from .catalogue import Catalogue
+
+    s = _settings(config)
+    cat = Catalogue(s)
+    rows = [{"id": m.id, "aliases": list(m.aliases), "price": {k: str(v) for k, v in m.price.items()},
+             "protocols": cat.protocols(m), "deployments": [dataclasses.asdict(d) for d in m.deployments]}
+            for m in s.models.values()]
+    if as_json:
+        _json({"models": rows})
+        return
+    t = Table("model", "aliases", "input", "output", "cache read", "protocols")
+    for r in rows:
+        p = r["price"]
+        t.add_row(r["id"], ", ".join(r["aliases"]), p.get("input", ""), p.get("output", ""), p.get("cache_read", ""),
+                  ", ".join(r["protocols"]))
+    out.print(t)
+
+
+def _iso(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts)) if ts else ""
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,405 @@
+"""YAML configuration -> typed settings.
+
+Every error names the file, the line and the field at fault, so a bad file fails at start with a
+message an operator can act on. ``${VAR}`` and ``${VAR:-default}`` are interpolated from the
+environment in every string value.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROVIDER_TYPES = ("anthropic", "openai", "gemini")
+BUILTIN = "<built-in catalogue>"
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_PRICE_FIELDS = ("input", "output", "cache_write", "cache_write_1h", "cache_read")
+
+
+class ConfigError(ValueError):
+    """A configuration problem, located: ``file:line: field: what is wrong``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect: float = 10.0
+    first_byte: float = 120.0
+    idle: float = 120.0
+    total: float = 900.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    name: str
+    type: str
+    base_url: str
+    api_key: str
+    timeouts: Timeouts = Timeouts()
+    headers: dict[str, str] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentConfig:
+    provider: str
+    model: str
+    priority: int = 0
+    weight: int = 1
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    id: str
+    aliases: tuple[str, ...]
+    price: dict[str, Decimal]
+    deployments: tuple[DeploymentConfig, ...]
+    display_name: str = ""
+    caveats: tuple[str, ...] = ()
+    max_tokens: int | None = None
+    context_window: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupConfig:
+    name: str
+    models: tuple[str, ...]
+    multiplier: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    source: str
+    database_url: str
+    redis_url: str | None
+    admin_token: str | None
+    providers: dict[str, ProviderConfig]
+    models: dict[str, ModelConfig]
+    groups: dict[str, GroupConfig]
+    default_limits: tuple[str, ...] = ("5h", "1d", "7d")
+    max_body_bytes: int = 32 * 1024 * 1024
+    log_prompts: bool = False
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load(path: str | Path | None = None, *, environ: dict[str, str] | None = None) -> Settings:
+    """Load ``path``; without one, ``./bytespike.yaml`` if present, else the built-in catalogue.
+
+    ``BYTESPIKE_DATABASE_URL``, ``BYTESPIKE_REDIS_URL`` and ``BYTESPIKE_ADMIN_TOKEN`` override the file.
+    """
+    env = dict(os.environ if environ is None else environ)
+    if path is None and Path("bytespike.yaml").is_file():
+        path = "bytespike.yaml"
+    if path is None:
+        text = resources.files("bytespike").joinpath("catalogue.yaml").read_text("utf-8")
+        source = BUILTIN
+    else:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"{p}: no such configuration file")
+        text = p.read_text("utf-8")
+        source = str(p)
+    return parse(text, source, env)
+
+
+def parse(text: str, source: str, env: dict[str, str]) -> Settings:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 0
+        raise ConfigError(f"{source}:{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if node is None:
+        raise ConfigError(f"{source}:1: the file is empty")
+    root = _Node(node, source, "", env)
+    settings = _settings(root)
+    return _overrides(settings, env)
+
+
+def _overrides(s: Settings, env: dict[str, str]) -> Settings:
+    from dataclasses import replace
+
+    changes: dict[str, Any] = {}
+    if env.get("BYTESPIKE_DATABASE_URL"):
+        changes["database_url"] = env["BYTESPIKE_DATABASE_URL"]
+    if env.get("BYTESPIKE_REDIS_URL"):
+        changes["redis_url"] = env["BYTESPIKE_REDIS_URL"]
+    if env.get("BYTESPIKE_ADMIN_TOKEN"):
+        changes["admin_token"] = env["BYTESPIKE_ADMIN_TOKEN"]
+    return replace(s, **changes) if changes else s
+
+
+class _Node:
+    """A YAML node with its dotted field path, so errors can say where they are."""
+
+    __slots__ = ("node", "source", "path", "env")
+
+    def __init__(self, node: yaml.Node, source: str, path: str, env: dict[str, str]) -> None:
+        self.node, self.source, self.path, self.env = node, source, path, env
+
+    @property
+    def line(self) -> int:
+        return self.node.start_mark.line + 1
+
+    def fail(self, message: str) -> ConfigError:
+        where = self.path or "(top level)"
+        return ConfigError(f"{self.source}:{self.line}: {where}: {message}")
+
+    def child(self, key: str, node: yaml.Node) -> _Node:
+        path = f"{self.path}.{key}" if self.path else key
+        return _Node(node, self.source, path, self.env)
+
+    def mapping(self) -> dict[str, _Node]:
+        if not isinstance(self.node, yaml.MappingNode):
+            raise self.fail("expected a mapping")
+        out: dict[str, _Node] = {}
+        for k, v in self.node.value:
+            key = str(k.value)
+            if key in out:
+                raise _Node(k, self.source, self.path, self.env).fail(f"duplicate key {key!r}")
+            out[key] = self.child(key, v)
+        return out
+
+    def sequence(self) -> list[_Node]:
+        if isinstance(self.node, yaml.ScalarNode) and self.node.tag.endswith(":null"):
+            return []
+        if not isinstance(self.node, yaml.SequenceNode):
+            raise self.fail("expected a list")
+        return [
+            _Node(v, self.source, f"{self.path}[{i}]", self.env) for i, v in enumerate(self.node.value)
+        ]
+
+    def is_null(self) -> bool:
+        return isinstance(self.node, yaml.ScalarNode) and self.node.tag.endswith(":null")
+
+    def string(self, *, allow_null: bool = False) -> str | None:
+        if self.is_null():
+            if allow_null:
+                return None
+            raise self.fail("a value is required")
+        if not isinstance(self.node, yaml.ScalarNode):
+            raise self.fail("expected a string")
+        value = str(self.node.value)
+
+        def sub(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in self.env:
+                return self.env[name]
+            return default if default is not None else ""
+
+        value = _ENV.sub(sub, value)
+        if allow_null and value in ("", "null", "~"):
+            return None
+        return value
+
+    def number(self) -> Decimal:
+        raw = self.string()
+        try:
+            d = Decimal(str(raw))
+        except InvalidOperation:
+            raise self.fail(f"expected a number, got {raw!r}") from None
+        if not d.is_finite() or d < 0:
+            raise self.fail(f"expected a non-negative number, got {raw!r}")
+        return d
+
+    def integer(self) -> int:
+        d = self.number()
+        if d != d.to_integral_value():
+            raise self.fail(f"expected a whole number, got {d}")
+        return int(d)
+
+    def boolean(self) -> bool:
+        raw = str(self.string()).lower()
+        if raw in ("true", "yes", "on", "1"):
+            return True
+        if raw in ("false", "no", "off", "0"):
+            return False
+        raise self.fail(f"expected true or false, got {raw!r}")
+
+    def plain(self) -> Any:
+        """Free-form data (provider options): scalars interpolated, numbers kept as YAML typed them."""
+        if isinstance(self.node, yaml.MappingNode):
+            return {k: v.plain() for k, v in self.mapping().items()}
+        if isinstance(self.node, yaml.SequenceNode):
+            return [v.plain() for v in self.sequence()]
+        if self.is_null():
+            return None
+        tag = self.node.tag
+        if tag.endswith(":int"):
+            return int(self.node.value)
+        if tag.endswith(":float"):
+            return float(self.node.value)
+        if tag.endswith(":bool"):
+            return self.boolean()
+        return self.string()
+
+
+def _unknown(n: _Node, fields: dict[str, _Node], allowed: tuple[str, ...]) -> None:
+    for key, child in fields.items():
+        if key not in allowed:
+            raise child.fail(f"unknown field (expected one of: {', '.join(allowed)})")
+
+
+def _settings(root: _Node) -> Settings:
+    top = root.mapping()
+    _unknown(
+        root,
+        top,
+        ("database_url", "redis_url", "admin_token", "providers", "models", "groups", "limits", "server",
+         "logging"),
+    )
+    providers = _providers(top["providers"]) if "providers" in top else {}
+    if "models" not in top:
+        raise root.fail("the 'models' section is missing")
+    models = _models(top["models"], providers)
+    groups = _groups(top["groups"]) if "groups" in top else {
+        "default": GroupConfig("default", ("*",), Decimal(1))
+    }
+    limits: tuple[str, ...] = ("5h", "1d", "7d")
+    if "limits" in top:
+        lm = top["limits"].mapping()
+        _unknown(top["limits"], lm, ("windows",))
+        if "windows" in lm:
+            limits = tuple(str(w.string()) for w in lm["windows"].sequence())
+    max_body = 32 * 1024 * 1024
+    if "server" in top:
+        sv = top["server"].mapping()
+        _unknown(top["server"], sv, ("max_body_bytes",))
+        if "max_body_bytes" in sv:
+            max_body = sv["max_body_bytes"].integer()
+    log_prompts = False
+    if "logging" in top:
+        lg = top["logging"].mapping()
+        _unknown(top["logging"], lg, ("prompts",))
+        if "prompts" in lg:
+            log_prompts = lg["prompts"].boolean()
+    db = top["database_url"].string() if "database_url" in top else "sqlite:///./bytespike.db"
+    return Settings(
+        source=root.source,
+        database_url=db or "sqlite:///./bytespike.db",
+        redis_url=top["redis_url"].string(allow_null=True) if "redis_url" in top else None,
+        admin_token=top["admin_token"].string(allow_null=True) if "admin_token" in top else None,
+        providers=providers,
+        models=models,
+        groups=groups,
+        default_limits=limits,
+        max_body_bytes=max_body,
+        log_prompts=log_prompts,
+    )
+
+
+def _providers(n: _Node) -> dict[str, ProviderConfig]:
+    out: dict[str, ProviderConfig] = {}
+    for name, pn in n.mapping().items():
+        f = pn.mapping()
+        _unknown(pn, f, ("type", "base_url", "api_key", "timeouts", "headers", "options"))
+        if "type" not in f:
+            raise pn.fail("'type' is required (anthropic, openai or gemini)")
+        ptype = f["type"].string()
+        if ptype not in PROVIDER_TYPES:
+            raise f["type"].fail(f"unknown provider type {ptype!r} (expected anthropic, openai or gemini)")
+        if "base_url" not in f:
+            raise pn.fail("'base_url' is required")
+        base_url = str(f["base_url"].string()).rstrip("/")
+        if not base_url.startswith(("http://", "https://")):
+            raise f["base_url"].fail(f"expected an http(s) URL, got {base_url!r}")
+        timeouts = Timeouts()
+        if "timeouts" in f:
+            tm = f["timeouts"].mapping()
+            _unknown(f["timeouts"], tm, ("connect", "first_byte", "idle", "total"))
+            timeouts = Timeouts(**{k: float(v.number()) for k, v in tm.items()})
+        headers = {k: str(v.string()) for k, v in f["headers"].mapping().items()} if "headers" in f else {}
+        options = f["options"].plain() if "options" in f else {}
+        out[name] = ProviderConfig(
+            name=name,
+            type=str(ptype),
+            base_url=base_url,
+            api_key=(f["api_key"].string(allow_null=True) or "") if "api_key" in f else "",
+            timeouts=timeouts,
+            headers=headers,
+            options=options or {},
+        )
+    return out
+
+
+def _models(n: _Node, providers: dict[str, ProviderConfig]) -> dict[str, ModelConfig]:
+    out: dict[str, ModelConfig] = {}
+    seen_names: dict[str, str] = {}
+    for model_id, mn in n.mapping().items():
+        f = mn.mapping()
+        _unknown(
+            mn, f, ("aliases", "price", "deployments", "display_name", "caveats", "max_tokens", "context_window")
+        )
+        aliases = tuple(str(a.string()) for a in f["aliases"].sequence()) if "aliases" in f else ()
+        for name in (model_id, *aliases):
+            if name in seen_names:
+                raise mn.fail(f"model id or alias {name!r} is already used by {seen_names[name]!r}")
+            seen_names[name] = model_id
+        if "price" not in f:
+            raise mn.fail("'price' is required")
+        pm = f["price"].mapping()
+        _unknown(f["price"], pm, _PRICE_FIELDS)
+        for req in ("input", "output"):
+            if req not in pm:
+                raise f["price"].fail(f"'{req}' is required (USD per million tokens)")
+        price = {k: v.number() for k, v in pm.items()}
+        if "deployments" not in f:
+            raise mn.fail("'deployments' is required")
+        deployments = []
+        for dn in f["deployments"].sequence():
+            d = dn.mapping()
+            _unknown(dn, d, ("provider", "model", "priority", "weight", "options"))
+            if "provider" not in d:
+                raise dn.fail("'provider' is required")
+            prov = str(d["provider"].string())
+            if prov not in providers:
+                raise d["provider"].fail(f"unknown provider {prov!r} (not in the 'providers' section)")
+            weight = d["weight"].integer() if "weight" in d else 1
+            if weight < 1:
+                raise d["weight"].fail("weight must be at least 1")
+            deployments.append(
+                DeploymentConfig(
+                    provider=prov,
+                    model=str(d["model"].string()) if "model" in d else model_id,
+                    priority=d["priority"].integer() if "priority" in d else 0,
+                    weight=weight,
+                    options=d["options"].plain() if "options" in d else {},
+                )
+            )
+        if not deployments:
+            raise f["deployments"].fail("at least one deployment is required")
+        out[model_id] = ModelConfig(
+            id=model_id,
+            aliases=aliases,
+            price=price,
+            deployments=tuple(deployments),
+            display_name=str(f["display_name"].string()) if "display_name" in f else model_id,
+            caveats=tuple(str(c.string()) for c in f["caveats"].sequence()) if "caveats" in f else (),
+            max_tokens=f["max_tokens"].integer() if "max_tokens" in f else None,
+            context_window=f["context_window"].integer() if "context_window" in f else None,
+        )
+    return out
+
+
+def _groups(n: _Node) -> dict[str, GroupConfig]:
+    out: dict[str, GroupConfig] = {}
+    for name, gn in n.mapping().items():
+        f = gn.mapping()
+        _unknown(gn, f, ("models", "multiplier"))
+        if "models" not in f:
+            raise gn.fail("'models' is required (a list of model id patterns such as 'claude-*')")
+        out[name] = GroupConfig(
+            name=name,
+            models=tuple(str(p.string()) for p in f["models"].sequence()),
+            multiplier=f["multiplier"].number() if "multiplier" in f else Decimal(1),
+        )
+    return out

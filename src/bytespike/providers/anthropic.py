@@ -1,0 +1,18 @@
+"""Anthropic Messages upstreams (Anthropic itself and Anthropic-compatible endpoints)."""
+
+from __future__ import annotations
+
+from ..config import ProviderConfig
+from .base import UpstreamRequest, forward_headers
+
+_KEEP = (b"anthropic-version", b"anthropic-beta", b"user-agent", b"x-stainless-helper-method")
+
+
+def request(provider: ProviderConfig, path: str, query: str, inbound: dict[bytes, bytes], body: bytes) -> UpstreamRequest:
+    headers = forward_headers(inbound, provider, _KEEP)
+    headers.setdefault("anthropic-version", "2023-06-01")
+    headers["x-api-key"] = provider.api_key
+    url = f"{provider.base_url}{path}"
+    if query:
+        url += "?" + query
+    return UpstreamRequest(url, headers, body)

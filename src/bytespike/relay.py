@@ -1,0 +1,374 @@
+"""Streams from upstream to client.
+
+A relay takes upstream bytes and gives client bytes, and keeps what settlement needs: the usage
+seen so far (always in Anthropic's split) and whether the stream ended properly. Native relays
+pass bytes through untouched; translated relays go upstream protocol -> Anthropic events ->
+client protocol, so the Messages shape is the one hub every translation goes through.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import orjson
+
+from .errors import GatewayError
+from .sse import SSEParser, frame
+
+Events = list[tuple[str, dict[str, Any]]]
+
+
+class Relay(Protocol):
+    usage: dict[str, Any]
+    ok: bool
+    output_chars: int
+
+    def feed(self, chunk: bytes) -> bytes: ...
+    def end(self) -> bytes: ...
+    def fail(self, err: GatewayError) -> bytes: ...
+
+
+def merge_usage(into: dict[str, Any], usage: dict[str, Any] | None) -> None:
+    """Anthropic usage is cumulative: later values replace earlier ones, field by field."""
+    if not usage:
+        return
+    for k, v in usage.items():
+        if v is not None:
+            into[k] = v
+
+
+# ---------------------------------------------------------------- native relays
+
+
+class AnthropicPassthrough:
+    """Anthropic upstream -> Anthropic client: bytes untouched, except ``model`` in message_start
+    when the gateway changed it on the way up (an alias)."""
+
+    __slots__ = ("usage", "ok", "output_chars", "_parser", "_rewrite", "_held", "_errored")
+
+    def __init__(self, rewrite_model: str | None) -> None:
+        self.usage: dict[str, Any] = {}
+        self.ok = False
+        self.output_chars = 0
+        self._parser = SSEParser()
+        self._rewrite = rewrite_model
+        self._held = b""
+        self._errored = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        for ev in self._parser.feed(chunk):
+            self._observe(ev.event, ev.data)
+        if self._rewrite is None:
+            return chunk
+        # Hold bytes until the first frame (message_start) is whole, then rewrite just that frame.
+        buf = self._held + chunk
+        end = _frame_end(buf)
+        if end < 0:
+            self._held = buf
+            return b""
+        first, rest = buf[:end], buf[end:]
+        self._held = b""
+        name = self._rewrite
+        self._rewrite = None
+        return _rewrite_message_start(first, name) + rest
+
+    def _observe(self, event: str, data: str) -> None:
+        if event == "content_block_delta":
+            self.output_chars += len(data)
+            return
+        if event in ("message_start", "message_delta"):
+            try:
+                payload = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                return
+            usage = payload.get("message", {}).get("usage") if event == "message_start" else payload.get("usage")
+            merge_usage(self.usage, usage)
+        elif event == "message_stop":
+            self.ok = not self._errored
+        elif event == "error":
+            self._errored = True
+            self.ok = False
+
+    def end(self) -> bytes:
+        for ev in self._parser.close():
+            self._observe(ev.event, ev.data)
+        out = self._held
+        self._held = b""
+        if not self.ok and not self._errored:
+            out += GatewayError("api_error", "the upstream stream ended before the message was complete").anthropic_event()
+        return out
+
+    def fail(self, err: GatewayError) -> bytes:
+        self.ok = False
+        return self._held + err.anthropic_event()
+
+
+def _frame_end(buf: bytes) -> int:
+    i = buf.find(b"\n\n")
+    j = buf.find(b"\r\n\r\n")
+    if i < 0 and j < 0:
+        return -1
+    if j >= 0 and (i < 0 or j < i):
+        return j + 4
+    return i + 2
+
+
+def _rewrite_message_start(frame_bytes: bytes, model: str) -> bytes:
+    parser = SSEParser()
+    events = parser.feed(frame_bytes) + parser.close()
+    if len(events) != 1 or events[0].event != "message_start":
+        return frame_bytes
+    try:
+        data = orjson.loads(events[0].data)
+        data["message"]["model"] = model
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return frame_bytes
+    return frame("message_start", data)
+
+
+class OpenAIPassthrough:
+    """OpenAI upstream -> OpenAI client: bytes untouched; the usage chunk the gateway asked for on
+    the client's behalf is held back when the client did not ask for it."""
+
+    __slots__ = ("usage", "ok", "output_chars", "_parser", "_strip_usage", "_buf")
+
+    def __init__(self, client_wants_usage: bool) -> None:
+        self.usage: dict[str, Any] = {}
+        self.ok = False
+        self.output_chars = 0
+        self._parser = SSEParser()
+        self._strip_usage = not client_wants_usage
+        self._buf = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        events = self._parser.feed(chunk)
+        drop = False
+        for ev in events:
+            drop |= self._observe(ev.data)
+        if not self._strip_usage:
+            return chunk
+        # Re-frame only when a usage-only chunk must be removed; otherwise pass the bytes as they are.
+        buf = self._buf + chunk
+        cut = max(buf.rfind(b"\n\n"), buf.rfind(b"\r\n\r\n"))
+        if cut < 0:
+            self._buf = buf
+            return b""
+        end = cut + (2 if buf[cut:cut + 2] == b"\n\n" else 4)
+        whole, self._buf = buf[:end], buf[end:]
+        if not drop:
+            return whole
+        out = []
+        for part in whole.replace(b"\r\n", b"\n").split(b"\n\n"):
+            if part and not _is_usage_only(part):
+                out.append(part + b"\n\n")
+        return b"".join(out)
+
+    def _observe(self, data: str) -> bool:
+        if data == "[DONE]":
+            self.ok = True
+            return False
+        try:
+            payload = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return False
+        if "error" in payload and "choices" not in payload:
+            self.ok = False
+            return False
+        for choice in payload.get("choices") or ():
+            delta = choice.get("delta") or {}
+            content = delta.get("content")
+            if content:
+                self.output_chars += len(content)
+        u = payload.get("usage")
+        if u:
+            self.usage = _chat_usage_to_anthropic(u)
+            return not payload.get("choices")
+        return False
+
+    def end(self) -> bytes:
+        for ev in self._parser.close():
+            self._observe(ev.data)
+        out, self._buf = self._buf, b""
+        if not self.ok:
+            out += GatewayError("api_error", "the upstream stream ended before the completion was complete").openai_event()
+        return out
+
+    def fail(self, err: GatewayError) -> bytes:
+        self.ok = False
+        return self._buf + err.openai_event()
+
+
+def _is_usage_only(part: bytes) -> bool:
+    if not part.startswith(b"data:"):
+        return False
+    try:
+        payload = orjson.loads(part[5:].strip())
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(payload, dict) and bool(payload.get("usage")) and not payload.get("choices")
+
+
+def _chat_usage_to_anthropic(u: dict[str, Any]) -> dict[str, Any]:
+    details = u.get("prompt_tokens_details") or {}
+    cached = details.get("cached_tokens") or 0
+    written = details.get("cache_write_tokens") or 0
+    return {
+        "input_tokens": max((u.get("prompt_tokens") or 0) - cached - written, 0),
+        "output_tokens": u.get("completion_tokens") or 0,
+        "cache_read_input_tokens": cached,
+        "cache_creation_input_tokens": written,
+    }
+
+
+def chat_usage_to_anthropic(u: dict[str, Any] | None) -> dict[str, Any]:
+    return _chat_usage_to_anthropic(u or {})
+
+
+# ---------------------------------------------------------------- translated relays
+
+
+class EventSource(Protocol):
+    """Upstream side: one parsed upstream SSE payload in, Anthropic events out."""
+
+    usage: dict[str, Any]
+    completed: bool
+
+    def feed(self, chunk: dict[str, Any]) -> Events: ...
+    def finish(self) -> Events: ...
+    def fail(self, error_type: str, message: str) -> Events: ...
+
+
+class AnthropicEvents:
+    """An Anthropic upstream seen as an event source (for clients of another protocol)."""
+
+    def __init__(self) -> None:
+        self.usage: dict[str, Any] = {}
+        self.completed = False
+
+    def feed_event(self, name: str, data: dict[str, Any]) -> Events:
+        if name == "message_start":
+            merge_usage(self.usage, (data.get("message") or {}).get("usage"))
+        elif name == "message_delta":
+            merge_usage(self.usage, data.get("usage"))
+        elif name == "message_stop":
+            self.completed = True
+        elif name == "error":
+            self.completed = False
+        return [(name, data)]
+
+    def finish(self) -> Events:
+        return []
+
+    def fail(self, error_type: str, message: str) -> Events:
+        return [("error", {"type": "error", "error": {"type": error_type, "message": message}})]
+
+
+class Sink(Protocol):
+    """Client side: Anthropic events in, client bytes out."""
+
+    def events(self, events: Events) -> bytes: ...
+    def finish(self) -> bytes: ...
+
+
+class AnthropicSink:
+    def events(self, events: Events) -> bytes:
+        return b"".join(frame(name, data) for name, data in events)
+
+    def finish(self) -> bytes:
+        return b""
+
+
+class TranslatedRelay:
+    """Upstream SSE -> (source) Anthropic events -> (sink) client bytes."""
+
+    def __init__(self, source: Any, sink: Any, anthropic_upstream: bool = False) -> None:
+        self._parser = SSEParser()
+        self._source = source
+        self._sink = sink
+        self._anthropic = anthropic_upstream
+        self.output_chars = 0
+        self._failed = False
+        self._done = False
+
+    @property
+    def usage(self) -> dict[str, Any]:
+        return self._source.usage
+
+    @property
+    def ok(self) -> bool:
+        return self._complete() and not self._failed
+
+    def _complete(self) -> bool:
+        return bool(self._source.completed) or self._done
+
+    def feed(self, chunk: bytes) -> bytes:
+        out: Events = []
+        for ev in self._parser.feed(chunk):
+            out.extend(self._one(ev.event, ev.data))
+        return self._sink.events(out) if out else b""
+
+    def _one(self, name: str, data: str) -> Events:
+        if data == "[DONE]":
+            self._done = True
+            return []
+        if not data:
+            return []
+        try:
+            payload = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return []
+        if self._anthropic:
+            if name in ("ping", ""):
+                return []
+            if name == "content_block_delta":
+                self.output_chars += len(data)
+            return self._source.feed_event(name, payload)
+        if isinstance(payload, dict) and "error" in payload and not payload.get("choices") \
+                and not payload.get("candidates"):
+            err = payload["error"] if isinstance(payload["error"], dict) else {}
+            self._failed = True
+            return self._source.fail("api_error", str(err.get("message") or "the upstream stream failed"))
+        self.output_chars += len(data) // 4
+        return self._source.feed(payload)
+
+    def end(self) -> bytes:
+        out: Events = []
+        for ev in self._parser.close():
+            out.extend(self._one(ev.event, ev.data))
+        if self._failed:
+            return self._sink.events(out)
+        if not self._complete():
+            out.extend(self._source.fail("api_error", "the upstream stream ended before the message was complete"))
+            self._failed = True
+            return self._sink.events(out)
+        out.extend(self._source.finish())
+        return self._sink.events(out) + self._sink.finish()
+
+    def fail(self, err: GatewayError) -> bytes:
+        self._failed = True
+        return self._sink.events(self._source.fail(err.type, err.message))
+
+
+class ChatSink:
+    """Anthropic events -> OpenAI chat.completion.chunk frames, ``[DONE]`` at the end."""
+
+    def __init__(self, model: str, include_usage: bool) -> None:
+        from .translate.chat_inbound import MessagesToChatStream
+
+        self._stream = MessagesToChatStream(model, include_usage)
+
+    def events(self, events: Events) -> bytes:
+        out: list[bytes] = []
+        for name, data in events:
+            if name == "error":
+                err = data.get("error") or {}
+                payload = self._stream.fail(str(err.get("message", "upstream error")), str(err.get("type", "api_error")))
+                out.append(b"data: " + orjson.dumps(payload) + b"\n\n")
+                continue
+            for chunk in self._stream.feed(name, data):
+                out.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        chunks = self._stream.finish()
+        return b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"

@@ -1,0 +1,50 @@
+"""Everything a request needs, built once in the app's lifespan and passed down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .auth import KeyLookup
+from .billing import Billing
+from .catalogue import Catalogue
+from .config import Settings
+from .routing import Router
+from .store.accounts import Accounts
+from .store.db import Database
+from .upstream import Upstreams
+
+
+@dataclass
+class State:
+    settings: Settings
+    catalogue: Catalogue
+    db: Database
+    accounts: Accounts
+    keys: KeyLookup
+    billing: Billing
+    router: Router
+    upstreams: Upstreams
+    demo: bool = False
+
+    @classmethod
+    def build(cls, settings: Settings, *, demo: bool = False) -> State:
+        db = Database(settings.database_url)
+        accounts = Accounts(db)
+        catalogue = Catalogue(settings)
+        return cls(
+            settings=settings,
+            catalogue=catalogue,
+            db=db,
+            accounts=accounts,
+            keys=KeyLookup(db, accounts),
+            billing=Billing(db, catalogue, settings.default_limits),
+            router=Router(),
+            upstreams=Upstreams(settings.providers),
+            demo=demo,
+        )
+
+    async def close(self) -> None:
+        await self.billing.stop()
+        await self.upstreams.close()
+        self.keys.close()
+        await self.db.close()
