@@ -57,6 +57,12 @@ def test_config(fake_url: str, db_path: Path, extra_models: dict | None = None,
     return cfg
 
 
+# A provider nobody listens on: every call to it is refused.
+DEAD_PROVIDER = {"dead": {"type": "anthropic", "base_url": "http://127.0.0.1:9", "api_key": "upstream-secret-dead"}}
+DEAD_MODEL = {"claude-unreachable": {"price": {"input": 1, "output": 5},
+                                     "deployments": [{"provider": "dead", "model": "claude-unreachable"}]}}
+
+
 class Gateway:
     """A ``bytespike serve`` process on a free port, and ways to set up accounts in its database."""
 
@@ -175,7 +181,9 @@ def _reset_fake(request: pytest.FixtureRequest) -> Iterator[None]:
 @pytest.fixture(scope="session")
 def gateway(fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     d = tmp_path_factory.mktemp("gw")
-    gw = Gateway(d, test_config(fake.url, d / "bytespike.db")).start()
+    cfg = test_config(fake.url, d / "bytespike.db", extra_providers=DEAD_PROVIDER, extra_models=DEAD_MODEL)
+    cfg["server"] = {"max_body_bytes": 4 * 1024 * 1024}
+    gw = Gateway(d, cfg).start()
     yield gw
     gw.stop()
 

@@ -946,6 +946,25 @@ def test_unanswered_tool_call_is_rejected_with_its_param() -> None:
     assert "functions_get_weather_1" in exc.value.message
 
 
+def test_ids_differing_only_in_rejected_characters_stay_distinct_and_paired() -> None:
+    calls = [
+        {"id": i, "type": "function", "function": {"name": "now", "arguments": "{}"}}
+        for i in ("call.1", "call:1", "call_1")
+    ]
+    req = {
+        "messages": [
+            {"role": "user", "content": "x"},
+            {"role": "assistant", "content": None, "tool_calls": calls},
+            *({"role": "tool", "tool_call_id": c["id"], "content": c["id"]} for c in reversed(calls)),
+        ]
+    }
+    out = chat_to_messages_request(req, "m")
+    uses = [b["id"] for b in out["messages"][1]["content"]]
+    assert len(set(uses)) == 3 and all(ID_PATTERN.match(u) for u in uses) and uses[2] == "call_1"
+    results = {b["content"]: b["tool_use_id"] for b in out["messages"][2]["content"]}
+    assert [results[c["id"]] for c in calls] == uses
+
+
 def test_non_json_tool_arguments_are_rejected_with_their_param() -> None:
     req = tool_loop_request()
     req["messages"][2]["tool_calls"][0]["function"]["arguments"] = '{"city": Paris}'
