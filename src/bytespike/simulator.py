@@ -3,7 +3,7 @@
 It answers Anthropic Messages (``/anthropic/v1/messages``, ``/count_tokens``), OpenAI Chat
 Completions (``/openai/chat/completions``) and Gemini (``/gemini/v1beta/models/{m}:generateContent``
 and ``:streamGenerateContent?alt=sse``, ``:countTokens``), streaming and not. When the request
-offers tools and the last user turn is plain text asking to "use" one, it calls the first tool;
+offers tools and the last user text says "use the tool" (or "call the tool"), it calls the first tool;
 after a tool result it answers with text. Every answer says it is simulated.
 """
 
@@ -25,6 +25,11 @@ def _tokens(body: bytes) -> int:
     return max(1, math.ceil(len(body) / 4))
 
 
+def _asks_for_tool(text: str) -> bool:
+    low = text.lower()
+    return "use the tool" in low or "call the tool" in low
+
+
 def _wants_tool(req: dict[str, Any]) -> dict[str, Any] | None:
     tools = req.get("tools") or []
     msgs = req.get("messages") or []
@@ -37,7 +42,7 @@ def _wants_tool(req: dict[str, Any]) -> dict[str, Any] | None:
         return None
     text = content if isinstance(content, str) else " ".join(
         b.get("text", "") for b in content or [] if isinstance(b, dict) and b.get("type") == "text")
-    if "use" not in text.lower() and "call" not in text.lower():
+    if not _asks_for_tool(text):
         return None
     tool = tools[0]
     if "function" in tool:
@@ -158,8 +163,7 @@ async def _gemini(req: dict[str, Any], body: bytes, model: str, stream: bool, se
     contents = req.get("contents") or []
     last = contents[-1] if contents else {}
     wants = bool(tools) and not any("functionResponse" in p for p in last.get("parts") or []) and any(
-        ("use" in (p.get("text") or "").lower() or "call" in (p.get("text") or "").lower())
-        for p in last.get("parts") or [])
+        _asks_for_tool(p.get("text") or "") for p in last.get("parts") or [])
     part = {"functionCall": {"name": tools[0]["name"], "args": {}}, "thoughtSignature": "c2ltdWxhdGVk"} if wants \
         else {"text": text}
     usage = {"promptTokenCount": _tokens(body), "candidatesTokenCount": max(1, len(text) // 4),
