@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Set up and run the whole test suite: installs what the tests need (Python packages, Debian's wrk,
+# Node.js for Claude Code), then runs ruff and pytest. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+need_apt=()
+command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "missing: ${need_apt[*]} (install them, or run as root to have this script do it)" >&2
+  fi
+fi
+scripts/setup.sh --test
+.venv/bin/ruff check src tests bench
+exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
