@@ -804,7 +804,10 @@ class MessagesToChatStream:
         return []
 
     def finish(self) -> list[dict]:
-        """After message_stop: the finish chunk if none went out, then the usage chunk when asked for."""
+        """After message_stop: the finish chunk if none went out, then the usage chunk when asked for.
+
+        A stream cut short (no message_stop) should end with ``fail`` instead.
+        """
         if self._done:
             return []
         out = self._finish_chunk()
