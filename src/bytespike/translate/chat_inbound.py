@@ -58,7 +58,6 @@ _FINISH: Final = {
 _IMAGE_TYPES: Final = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 _ID_OK: Final = re.compile(r"[a-zA-Z0-9_-]+")
 _ID_BAD_CHAR: Final = re.compile(r"[^a-zA-Z0-9_-]")
-_EMPTY_SCHEMA: Final = {"type": "object", "properties": {}}
 _JSON_OBJECT_INSTRUCTION: Final = "Respond only with one valid JSON object, with no text before or after it."
 _PLACEHOLDER: Final = "..."
 _DELTA_FIELD: Final = {"text_delta": "text", "thinking_delta": "thinking", "input_json_delta": "partial_json"}
@@ -104,7 +103,7 @@ def chat_to_messages_request(req: dict, model: str) -> dict:
         used = _tool_names_in(turns)
         if used:
             # Declared tools are required to replay tool blocks; the client offered none, so none are called.
-            tools = [{"name": n, "input_schema": dict(_EMPTY_SCHEMA)} for n in used]
+            tools = [{"name": n, "input_schema": _empty_schema()} for n in used]
             choice = {"type": "none"}
 
     fmt = req.get("response_format")
@@ -479,7 +478,7 @@ def _tool_def(fn: object, p: str) -> dict:
     params = fn.get("parameters")
     if params is not None and not isinstance(params, dict):
         raise ChatRequestError("parameters must be a JSON Schema object", f"{p}.parameters")
-    schema = dict(params) if params else dict(_EMPTY_SCHEMA)
+    schema = dict(params) if params else _empty_schema()
     schema.setdefault("type", "object")
     if schema["type"] != "object":
         raise ChatRequestError("parameters must be a JSON Schema of type object", f"{p}.parameters.type")
@@ -489,6 +488,11 @@ def _tool_def(fn: object, p: str) -> dict:
         tool["description"] = description
     tool["input_schema"] = schema
     return tool
+
+
+def _empty_schema() -> dict:
+    """A fresh schema each time: the request goes on to other translators, which may edit it."""
+    return {"type": "object", "properties": {}}
 
 
 def _tool_choice(req: dict, tools: list[dict]) -> dict | None:
