@@ -59,8 +59,13 @@ def test_config(fake_url: str, db_path: Path, extra_models: dict | None = None,
 
 # A provider nobody listens on: every call to it is refused.
 DEAD_PROVIDER = {"dead": {"type": "anthropic", "base_url": "http://127.0.0.1:9", "api_key": "upstream-secret-dead"}}
-DEAD_MODEL = {"claude-unreachable": {"price": {"input": 1, "output": 5},
-                                     "deployments": [{"provider": "dead", "model": "claude-unreachable"}]}}
+DEAD_MODEL = {
+    "claude-unreachable": {"price": {"input": 1, "output": 5},
+                           "deployments": [{"provider": "dead", "model": "claude-unreachable"}]},
+    # Same name here and upstream: the native OpenAI route must then relay streams byte for byte.
+    "gpt-4o": {"price": {"input": 2.5, "output": 10, "cache_read": 1.25},
+               "deployments": [{"provider": "openai", "model": "gpt-4o"}]},
+}
 
 
 class Gateway:

@@ -146,7 +146,7 @@ class Plan:
             return TranslatedRelay(self._source(provider, asked), AnthropicSink())
         include_usage = bool((self.req.get("stream_options") or {}).get("include_usage"))
         if provider.type == "openai":
-            return OpenAIPassthrough(include_usage)
+            return OpenAIPassthrough(include_usage, asked if asked != dep.model else None)
         sink = ChatSink(asked, include_usage)
         if provider.type == "anthropic":
             return TranslatedRelay(AnthropicEvents(), sink, anthropic_upstream=True)

@@ -127,53 +127,53 @@ def _rewrite_message_start(frame_bytes: bytes, model: str) -> bytes:
 
 
 class OpenAIPassthrough:
-    """OpenAI upstream -> OpenAI client: bytes untouched; the usage chunk the gateway asked for on
-    the client's behalf is held back when the client did not ask for it."""
+    """OpenAI upstream -> OpenAI client: bytes untouched, unless the gateway must hold back the
+    usage chunk it asked for on the client's behalf, or put back the model name the client asked
+    for (the gateway renamed it on the way up); then frames are re-encoded one by one."""
 
-    __slots__ = ("usage", "ok", "output_chars", "_parser", "_strip_usage", "_buf")
+    __slots__ = ("usage", "ok", "output_chars", "_parser", "_strip_usage", "_model", "_buf")
 
-    def __init__(self, client_wants_usage: bool) -> None:
+    def __init__(self, client_wants_usage: bool, rewrite_model: str | None = None) -> None:
         self.usage: dict[str, Any] = {}
         self.ok = False
         self.output_chars = 0
         self._parser = SSEParser()
         self._strip_usage = not client_wants_usage
+        self._model = rewrite_model
         self._buf = b""
 
     def feed(self, chunk: bytes) -> bytes:
         events = self._parser.feed(chunk)
-        drop = False
-        for ev in events:
-            drop |= self._observe(ev.data)
-        if not self._strip_usage:
+        if not self._strip_usage and self._model is None:
+            for ev in events:
+                self._observe(ev.data)
             return chunk
-        # Re-frame only when a usage-only chunk must be removed; otherwise pass the bytes as they are.
-        buf = self._buf + chunk
-        cut = max(buf.rfind(b"\n\n"), buf.rfind(b"\r\n\r\n"))
-        if cut < 0:
-            self._buf = buf
-            return b""
-        end = cut + (2 if buf[cut:cut + 2] == b"\n\n" else 4)
-        whole, self._buf = buf[:end], buf[end:]
-        if not drop:
-            return whole
-        out = []
-        for part in whole.replace(b"\r\n", b"\n").split(b"\n\n"):
-            if part and not _is_usage_only(part):
-                out.append(part + b"\n\n")
+        out: list[bytes] = []
+        for ev in events:
+            payload = self._observe(ev.data)
+            if payload is None:
+                out.append(b"data: " + ev.data.encode() + b"\n\n")
+                continue
+            if self._strip_usage and payload.get("usage") and not payload.get("choices"):
+                continue
+            if self._model is not None and "model" in payload:
+                payload["model"] = self._model
+            out.append(b"data: " + orjson.dumps(payload) + b"\n\n")
         return b"".join(out)
 
-    def _observe(self, data: str) -> bool:
+    def _observe(self, data: str) -> dict[str, Any] | None:
         if data == "[DONE]":
             self.ok = True
-            return False
+            return None
         try:
             payload = orjson.loads(data)
         except orjson.JSONDecodeError:
-            return False
+            return None
+        if not isinstance(payload, dict):
+            return None
         if "error" in payload and "choices" not in payload:
             self.ok = False
-            return False
+            return payload
         for choice in payload.get("choices") or ():
             delta = choice.get("delta") or {}
             content = delta.get("content")
@@ -182,30 +182,20 @@ class OpenAIPassthrough:
         u = payload.get("usage")
         if u:
             self.usage = _chat_usage_to_anthropic(u)
-            return not payload.get("choices")
-        return False
+        return payload
 
     def end(self) -> bytes:
+        tail = b""
         for ev in self._parser.close():
             self._observe(ev.data)
-        out, self._buf = self._buf, b""
+            tail += b"data: " + ev.data.encode() + b"\n\n" if (self._strip_usage or self._model) else b""
         if not self.ok:
-            out += GatewayError("api_error", "the upstream stream ended before the completion was complete").openai_event()
-        return out
+            tail += GatewayError("api_error", "the upstream stream ended before the completion was complete").openai_event()
+        return tail
 
     def fail(self, err: GatewayError) -> bytes:
         self.ok = False
-        return self._buf + err.openai_event()
-
-
-def _is_usage_only(part: bytes) -> bool:
-    if not part.startswith(b"data:"):
-        return False
-    try:
-        payload = orjson.loads(part[5:].strip())
-    except orjson.JSONDecodeError:
-        return False
-    return isinstance(payload, dict) and bool(payload.get("usage")) and not payload.get("choices")
+        return err.openai_event()
 
 
 def _chat_usage_to_anthropic(u: dict[str, Any]) -> dict[str, Any]:
