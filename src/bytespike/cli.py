@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import auth, money
@@ -31,8 +32,8 @@ app.add_typer(orgs_app, name="orgs")
 app.add_typer(wallet_app, name="wallet")
 app.add_typer(keys_app, name="keys")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
 ConfigOpt = typer.Option(None, "--config", help="Configuration file (default: ./bytespike.yaml, else built-in).")
@@ -43,7 +44,7 @@ def _settings(config: str | None) -> Settings:
     try:
         return load(config)
     except ConfigError as exc:
-        err.print(f"[red]configuration error:[/red] {exc}")
+        err.print(f"[red]configuration error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
 
 
@@ -61,7 +62,7 @@ def _run(config: str | None, fn: Callable[[Accounts, Settings], Awaitable[T]]) -
     try:
         return asyncio.run(go())
     except (NotFound, Conflict, ValueError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
 
 

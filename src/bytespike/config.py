@@ -20,6 +20,8 @@ import yaml
 PROVIDER_TYPES = ("anthropic", "openai", "gemini")
 BUILTIN = "<built-in catalogue>"
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_HIDDEN = re.compile(r"__bsenv(\d+)__")
+_PLACEHOLDERS = "\x00placeholders"
 _PRICE_FIELDS = ("input", "output", "cache_write", "cache_write_1h", "cache_read")
 
 
@@ -112,6 +114,16 @@ def load(path: str | Path | None = None, *, environ: dict[str, str] | None = Non
 
 
 def parse(text: str, source: str, env: dict[str, str]) -> Settings:
+    # ``${VAR}`` is not a valid plain scalar inside a YAML flow mapping ({a: ${X}}), yet that is how
+    # people write it: swap each for a YAML-safe placeholder first (same line), resolve them later.
+    originals: list[str] = []
+
+    def hide(m: re.Match[str]) -> str:
+        originals.append(m.group(0))
+        return f"__bsenv{len(originals) - 1}__"
+
+    text = _ENV.sub(hide, text)
+    env = {**env, _PLACEHOLDERS: originals}  # type: ignore[dict-item]
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
@@ -189,11 +201,13 @@ class _Node:
         if not isinstance(self.node, yaml.ScalarNode):
             raise self.fail("expected a string")
         value = str(self.node.value)
+        originals = self.env.get(_PLACEHOLDERS) or []
+        value = _HIDDEN.sub(lambda m: originals[int(m.group(1))], value)  # type: ignore[index]
 
         def sub(m: re.Match[str]) -> str:
             name, default = m.group(1), m.group(2)
-            if name in self.env:
-                return self.env[name]
+            if name in self.env and name != _PLACEHOLDERS:
+                return str(self.env[name])
             return default if default is not None else ""
 
         value = _ENV.sub(sub, value)
