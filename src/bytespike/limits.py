@@ -62,6 +62,11 @@ class WindowSpec:
                 raise ValueError(f"window {self.name!r}: {cap} cap must be a non-negative int, got {v!r}")
 
 
+def _dims(spec: WindowSpec) -> tuple[tuple[Reason, int | None], ...]:
+    """A window's caps in the order usage is kept: USD, requests, tokens."""
+    return (("usd", spec.usd), ("requests", spec.requests), ("tokens", spec.tokens))
+
+
 DEFAULT_WINDOWS: tuple[WindowSpec, ...] = (
     WindowSpec("5h", 5 * 3600),
     WindowSpec("1d", 86400),
@@ -119,7 +124,7 @@ def format_limit_spec(spec: WindowSpec) -> str:
     return spec.name + (":" + ",".join(caps) if caps else "")
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class Ticket:
     """An admitted request: its USD hold and its concurrency slot, open until settled or released."""
 
@@ -231,6 +236,13 @@ class KeyWindows:
             raise ValueError(f"max_concurrency must be a non-negative int or None, got {max_concurrency!r}")
         self._specs = tuple(specs)
         self._max_concurrency = max_concurrency
+        # Only capped dimensions are checked on admission: (dimension index, reason, cap) per window.
+        plan = []
+        for spec in self._specs:
+            caps = [(d, r, c) for d, (r, c) in enumerate(_dims(spec)) if c is not None]
+            if caps:
+                plan.append((spec.name, spec.seconds, tuple(caps)))
+        self._plan: tuple[tuple[str, int, tuple[tuple[int, Reason, int], ...]], ...] = tuple(plan)
 
     # -- window sums ---------------------------------------------------------------------
 
@@ -294,21 +306,21 @@ class KeyWindows:
         inflight = len(self._open)
         if self._max_concurrency is not None and inflight + 1 > self._max_concurrency:
             refusal = Refused("concurrency", "concurrency", 1)
-        bu, br, bt = self._base
-        for spec in self._specs:
-            i = self._front(now, spec.seconds)
-            usd, req, tok = self._used(i)
-            checks: list[tuple[Reason, int | None, int, list[int], int, int, int]] = [
-                ("usd", spec.usd, usd, self._cum_usd, bu, self._held, hold_nano),
-                ("requests", spec.requests, req, self._cum_req, br, inflight, 1),
-                ("tokens", spec.tokens, tok, self._cum_tok, bt, 0, 1),
-            ]
-            for reason, cap, used, cum, base, open_amount, need in checks:
-                if cap is None or used + open_amount + need <= cap:
+        keys = self._keys
+        cums = (self._cum_usd, self._cum_req, self._cum_tok)
+        opens = (self._held, inflight, 0)
+        needs = (hold_nano, 1, 1)
+        for name, seconds, caps in self._plan:
+            i = bisect_right(keys, now - seconds)
+            for dim, reason, cap in caps:
+                cum = cums[dim]
+                base = self._base[dim]
+                used = cum[-1] - (cum[i - 1] if i else base) if cum else 0
+                if used + opens[dim] + needs[dim] <= cap:
                     continue
-                wait = self._retry_after(now, spec.seconds, i, cum, base, cap, open_amount, need)
+                wait = self._retry_after(now, seconds, i, cum, base, cap, opens[dim], needs[dim])
                 if refusal is None or wait > refusal.retry_after:
-                    refusal = Refused(spec.name, reason, wait)
+                    refusal = Refused(name, reason, wait)
         if refusal is not None:
             return refusal
         ticket = Ticket(self._next_id, hold_nano)
@@ -331,9 +343,8 @@ class KeyWindows:
         Failures are not billed and call :meth:`release` instead, so they count against no cap;
         a client that left mid-stream was billed and settles here.
         """
-        for name, v in (("cost", cost_nano), ("tokens", tokens)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ValueError(f"{name} must be a non-negative int, got {v!r}")
+        if type(cost_nano) is not int or cost_nano < 0 or type(tokens) is not int or tokens < 0:
+            raise ValueError(f"cost and tokens must be non-negative ints, got {cost_nano!r}, {tokens!r}")
         if not self._close(ticket):
             raise ValueError(f"ticket {ticket.id} is not open on this key (already settled or released?)")
         self._record(now, cost_nano, 1, tokens)
@@ -345,7 +356,7 @@ class KeyWindows:
     # -- recording -----------------------------------------------------------------------
 
     def _record(self, now: float, usd: int, requests: int, tokens: int) -> None:
-        second = math.floor(now)
+        second = math.ceil(now)
         if self._keys and second <= self._keys[-1]:  # same second, or a clock that stepped back
             self._cum_usd[-1] += usd
             self._cum_req[-1] += requests
