@@ -67,7 +67,7 @@ def _run(config: str | None, fn: Callable[[Accounts, Settings], Awaitable[T]]) -
 
 
 def _json(data: Any) -> None:
-    sys.stdout.write(orjson.dumps(data, default=str).decode() + "\n")
+    sys.stdout.write(orjson.dumps(data, default=str, option=orjson.OPT_NON_STR_KEYS).decode() + "\n")
 
 
 # ---------------------------------------------------------------- serve
