@@ -7,6 +7,7 @@ provider (translating if needed) -> relay back -> settle.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import AsyncIterator
@@ -24,6 +25,8 @@ from .relay import Relay
 from .state import State
 from .store.accounts import KeyRecord
 from .upstream import UpstreamResponse
+
+log = logging.getLogger("bytespike.pipeline")
 
 
 def new_request_id() -> str:
@@ -82,6 +85,13 @@ async def _infer(state: State, scope: Scope, receive: Receive, send: Send, proto
         await _settle_failure(state, call, err)
     except ConnectionResetError:
         return
+    except Exception:  # a gateway fault: the client still gets a clean error and nothing is billed
+        log.exception("request %s failed inside the gateway", call.request_id)
+        if started:
+            return
+        err = GatewayError("api_error", "internal gateway error; the request was not billed")
+        await _send_error(send, call, err)
+        await _settle_failure(state, call, err)
 
 
 def _parse(body: bytes, protocol: str) -> dict[str, Any]:
