@@ -9,9 +9,10 @@ from typing import Any
 
 from starlette.routing import Mount, Route, Router
 
-from . import endpoints, pipeline
+from . import endpoints, metrics, pipeline
 from .asgi import Receive, Scope, Send
 from .config import Settings
+from .logs import LogSink
 from .state import State
 from .store.db import upgrade
 
@@ -46,6 +47,7 @@ def create_app(settings: Settings, *, demo: bool = False, extra_routes: list[Any
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
         await upgrade(settings.database_url)
+        sink = LogSink()
         state = State.build(settings, demo=demo)
         await state.billing.start()
         holder.state = state
@@ -56,6 +58,7 @@ def create_app(settings: Settings, *, demo: bool = False, extra_routes: list[Any
         finally:
             holder.state = None
             await state.close()
+            sink.close()
 
     def ep(fn: Handler) -> Endpoint:
         return Endpoint(fn, holder)
@@ -72,6 +75,7 @@ def create_app(settings: Settings, *, demo: bool = False, extra_routes: list[Any
         Route("/v1/messages/batches/{rest:path}", ep(endpoints.batches)),
         Route("/healthz", ep(endpoints.healthz), methods=get),
         Route("/readyz", ep(endpoints.readyz), methods=get),
+        Route("/metrics", ep(metrics.endpoint), methods=get),
         *(extra_routes or []),
         Mount("/", ep(endpoints.not_found)),
     ]

@@ -94,7 +94,8 @@ def serve(
     err.print(f"ByteSpike {'DEMO ' if demo else ''}listening on http://{host}:{port} "
               f"(config: {settings.source}, database: {db_note.split('@')[-1]})")
     uvicorn.run("bytespike.serving:factory", factory=True, host=host, port=port, workers=workers,
-                loop="uvloop", http="httptools", log_level=log_level, access_log=False, timeout_graceful_shutdown=30)
+                loop="uvloop", http="httptools", log_level=log_level, access_log=False,
+                timeout_graceful_shutdown=settings.shutdown_timeout)
 
 
 # ---------------------------------------------------------------- users and orgs

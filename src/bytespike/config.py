@@ -38,6 +38,14 @@ class Timeouts:
 
 
 @dataclass(frozen=True, slots=True)
+class BreakerConfig:
+    """A deployment is skipped for ``cooldown`` seconds after ``failures`` failures in a row."""
+
+    failures: int = 5
+    cooldown: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderConfig:
     name: str
     type: str
@@ -46,6 +54,7 @@ class ProviderConfig:
     timeouts: Timeouts = Timeouts()
     headers: dict[str, str] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+    breaker: BreakerConfig | None = None  # None: the global routing.breaker
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +97,8 @@ class Settings:
     default_limits: tuple[str, ...] = ("5h", "1d", "7d")
     max_body_bytes: int = 32 * 1024 * 1024
     log_prompts: bool = False
+    breaker: BreakerConfig = BreakerConfig()
+    shutdown_timeout: float = 30.0
 
 
 # ---------------------------------------------------------------- loading
@@ -269,9 +280,15 @@ def _settings(root: _Node) -> Settings:
         root,
         top,
         ("database_url", "redis_url", "admin_token", "providers", "models", "groups", "limits", "server",
-         "logging"),
+         "logging", "routing"),
     )
-    providers = _providers(top["providers"]) if "providers" in top else {}
+    breaker = BreakerConfig()
+    if "routing" in top:
+        rt = top["routing"].mapping()
+        _unknown(top["routing"], rt, ("breaker",))
+        if "breaker" in rt:
+            breaker = _breaker(rt["breaker"], breaker)
+    providers = _providers(top["providers"], breaker) if "providers" in top else {}
     if "models" not in top:
         raise root.fail("the 'models' section is missing")
     models = _models(top["models"], providers)
@@ -285,11 +302,14 @@ def _settings(root: _Node) -> Settings:
         if "windows" in lm:
             limits = tuple(str(w.string()) for w in lm["windows"].sequence())
     max_body = 32 * 1024 * 1024
+    shutdown_timeout = 30.0
     if "server" in top:
         sv = top["server"].mapping()
-        _unknown(top["server"], sv, ("max_body_bytes",))
+        _unknown(top["server"], sv, ("max_body_bytes", "shutdown_timeout"))
         if "max_body_bytes" in sv:
             max_body = sv["max_body_bytes"].integer()
+        if "shutdown_timeout" in sv:
+            shutdown_timeout = float(sv["shutdown_timeout"].number())
     log_prompts = False
     if "logging" in top:
         lg = top["logging"].mapping()
@@ -308,14 +328,16 @@ def _settings(root: _Node) -> Settings:
         default_limits=limits,
         max_body_bytes=max_body,
         log_prompts=log_prompts,
+        breaker=breaker,
+        shutdown_timeout=shutdown_timeout,
     )
 
 
-def _providers(n: _Node) -> dict[str, ProviderConfig]:
+def _providers(n: _Node, breaker: BreakerConfig) -> dict[str, ProviderConfig]:
     out: dict[str, ProviderConfig] = {}
     for name, pn in n.mapping().items():
         f = pn.mapping()
-        _unknown(pn, f, ("type", "base_url", "api_key", "timeouts", "headers", "options"))
+        _unknown(pn, f, ("type", "base_url", "api_key", "timeouts", "headers", "options", "breaker"))
         if "type" not in f:
             raise pn.fail("'type' is required (anthropic, openai or gemini)")
         ptype = f["type"].string()
@@ -341,8 +363,20 @@ def _providers(n: _Node) -> dict[str, ProviderConfig]:
             timeouts=timeouts,
             headers=headers,
             options=options or {},
+            breaker=_breaker(f["breaker"], breaker) if "breaker" in f else None,
         )
     return out
+
+
+def _breaker(n: _Node, base: BreakerConfig) -> BreakerConfig:
+    """``{failures: N, cooldown: seconds}``; a field left out keeps ``base``'s value."""
+    f = n.mapping()
+    _unknown(n, f, ("failures", "cooldown"))
+    failures = f["failures"].integer() if "failures" in f else base.failures
+    if failures < 1:
+        raise f["failures"].fail("failures must be at least 1")
+    cooldown = float(f["cooldown"].number()) if "cooldown" in f else base.cooldown
+    return BreakerConfig(failures, cooldown)
 
 
 def _models(n: _Node, providers: dict[str, ProviderConfig]) -> dict[str, ModelConfig]:

@@ -7,6 +7,7 @@ provider (translating if needed) -> relay back -> settle.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -16,10 +17,11 @@ from typing import Any
 
 import orjson
 
-from . import bridge
+from . import bridge, routing
 from .asgi import JSON, SSE, Receive, Scope, Send, header_map, headers_list, read_body, send_body
 from .billing import Outcome, Ticket
 from .catalogue import Resolved
+from .config import DeploymentConfig
 from .errors import GatewayError, bad_request
 from .relay import Relay
 from .state import State
@@ -48,6 +50,17 @@ class Call:
     upstream_model: str | None = None
     first_byte: float | None = None
     extra_headers: dict[str, str] = field(default_factory=dict)
+    req: dict[str, Any] | None = None
+    attempts: int = 0
+    # how it ended, as settled (or as refused before settlement)
+    status: int = 0
+    outcome: Outcome | None = None
+    usage: dict[str, Any] | None = None
+    error_type: str | None = None
+
+
+# A stream still open when the shutdown deadline passes ends with this.
+SHUTDOWN = GatewayError("overloaded_error", "the gateway shut down before the answer was complete")
 
 
 # ---------------------------------------------------------------- entry points
@@ -68,7 +81,7 @@ async def _infer(state: State, scope: Scope, receive: Receive, send: Send, proto
     try:
         body = await read_body(receive, state.settings.max_body_bytes, headers.get(b"content-length"))
         call.key = await state.keys.authenticate(headers)
-        req = _parse(body, protocol)
+        req = call.req = _parse(body, protocol)
         call.stream = req.get("stream") is True
         call.resolved = _resolve(state, req.get("model"), call.key, protocol)
         plan = bridge.plan(state, protocol, call.resolved, req, body, headers, scope.get("query_string", b""))
@@ -92,6 +105,12 @@ async def _infer(state: State, scope: Scope, receive: Receive, send: Send, proto
         err = GatewayError("api_error", "internal gateway error; the request was not billed")
         await _send_error(send, call, err)
         await _settle_failure(state, call, err)
+    except asyncio.CancelledError:  # the shutdown deadline passed: the usage record is still written
+        if call.outcome is None:
+            await _settle_failure(state, call, SHUTDOWN)
+        raise
+    finally:
+        state.telemetry.finished(call)
 
 
 def _parse(body: bytes, protocol: str) -> dict[str, Any]:
@@ -133,47 +152,37 @@ def _resolve(state: State, model: Any, key: KeyRecord, protocol: str) -> Resolve
 
 
 async def _forward(state: State, call: Call, plan: bridge.Plan, receive: Receive, send: Send) -> bool:
-    """Try deployments in order until one answers; returns True once the client got a response start."""
+    """Try deployments in order until one answers; returns True once the client got a response start.
+
+    A retryable failure (429, 5xx, timeout, connection error) before the client's first byte moves
+    on to the next deployment; once the client has a byte, nothing is retried.
+    """
     assert call.resolved is not None
     last: GatewayError | None = None
-    for dep in state.router.order(call.resolved.model, plan.affinity):
+    for dep in state.router.order(call.resolved.model, routing.affinity_key(plan.req)):
         provider = state.settings.providers[dep.provider]
         call.provider, call.upstream_model = dep.provider, dep.model
+        call.attempts += 1
         upstream_req = plan.build(provider, dep)
         try:
-            resp = await state.upstreams.open(dep.provider, upstream_req)
+            resp = await state.upstreams.open(dep.provider, upstream_req, stream=call.stream)
+            if resp.status != 200:
+                raise resp.error(await resp.read())
+            if call.stream:
+                chunks = resp.chunks()
+                first = await _first_chunk(chunks)
+            else:
+                raw = await resp.read()
         except GatewayError as err:
             state.router.failed(dep, err)
             last = err
             if err.retryable:
                 continue
             raise
-        if resp.status != 200:
-            body = await resp.read()
-            err = resp.error(body)
-            state.router.failed(dep, err)
-            last = err
-            if err.retryable:
-                continue
-            raise err
         if call.stream:
-            relay = plan.relay(provider, dep)
-            chunks = resp.chunks()
-            try:
-                first = await _first_chunk(chunks)
-            except GatewayError as err:
-                state.router.failed(dep, err)
-                last = err
-                continue
-            state.router.succeeded(dep)
-            await _stream(state, call, relay, resp, chunks, first, receive, send)
+            broke = await _stream(state, call, plan.relay(provider, dep), resp, chunks, first, receive, send)
+            _report(state, dep, broke)
             return True
-        try:
-            raw = await resp.read()
-        except GatewayError as err:
-            state.router.failed(dep, err)
-            last = err
-            continue
         state.router.succeeded(dep)
         call.first_byte = time.perf_counter()
         out, usage = plan.convert(raw, provider, dep)
@@ -182,6 +191,14 @@ async def _forward(state: State, call: Call, plan: bridge.Plan, receive: Receive
         await _settle(state, call, usage, Outcome.SUCCEEDED, 200)
         return True
     raise last or GatewayError("overloaded_error", "no route to this model is available")
+
+
+def _report(state: State, dep: DeploymentConfig, broke: GatewayError | None) -> None:
+    """A stream's deployment is judged when the stream ends: one that breaks mid-way is failing too."""
+    if broke is None:
+        state.router.succeeded(dep)
+    else:
+        state.router.failed(dep, broke)
 
 
 async def _first_chunk(chunks: AsyncIterator[bytes]) -> bytes:
@@ -193,7 +210,8 @@ async def _first_chunk(chunks: AsyncIterator[bytes]) -> bytes:
 
 
 async def _stream(state: State, call: Call, relay: Relay, resp: UpstreamResponse, chunks: AsyncIterator[bytes],
-                  first: bytes, receive: Receive, send: Send) -> None:
+                  first: bytes, receive: Receive, send: Send) -> GatewayError | None:
+    """Relay the stream and settle it; returns how the upstream broke, if it did."""
     gone = asyncio.Event()
 
     async def watch() -> None:
@@ -231,6 +249,12 @@ async def _stream(state: State, call: Call, relay: Relay, resp: UpstreamResponse
             await send({"type": "http.response.body", "body": tail, "more_body": False})
     except OSError:
         outcome = Outcome.CLIENT_DISCONNECTED
+    except asyncio.CancelledError:  # the shutdown deadline: settle first, then tell the client if it can hear
+        await _settle(state, call, None, Outcome.FAILED, 200, "shutdown")
+        with contextlib.suppress(OSError, TimeoutError):
+            async with asyncio.timeout(1):
+                await send({"type": "http.response.body", "body": relay.fail(SHUTDOWN), "more_body": False})
+        raise
     finally:
         watcher.cancel()
         resp.close()
@@ -241,6 +265,9 @@ async def _stream(state: State, call: Call, relay: Relay, resp: UpstreamResponse
         usage = _usage_so_far(relay)
     await _settle(state, call, usage if outcome is not Outcome.FAILED else None, outcome,
                   200, error.type if error else ("stream_incomplete" if outcome is Outcome.FAILED else None))
+    if outcome is Outcome.FAILED:
+        return error or GatewayError("api_error", "the upstream stream ended before the message was complete")
+    return None
 
 
 def _usage_so_far(relay: Relay) -> dict[str, Any]:
@@ -255,6 +282,7 @@ def _usage_so_far(relay: Relay) -> dict[str, Any]:
 
 
 async def _send_error(send: Send, call: Call, err: GatewayError) -> None:
+    call.status, call.error_type = err.status, err.type
     body = err.anthropic_body(call.request_id) if call.protocol == "anthropic" else err.openai_body()
     hdrs = headers_list(JSON, call.request_id, {**err.headers, **({"x-should-retry": "true"} if err.retryable else {})})
     try:
@@ -265,6 +293,7 @@ async def _send_error(send: Send, call: Call, err: GatewayError) -> None:
 
 async def _settle(state: State, call: Call, usage: dict[str, Any] | None, outcome: Outcome, status: int,
                   error_type: str | None = None) -> None:
+    call.status, call.outcome, call.usage, call.error_type = status, outcome, usage, error_type
     now = time.perf_counter()
     await state.billing.settle(
         call.ticket,

@@ -8,6 +8,7 @@ from .auth import KeyLookup
 from .billing import Billing
 from .catalogue import Catalogue
 from .config import Settings
+from .metrics import Telemetry
 from .routing import Router
 from .store.accounts import Accounts
 from .store.db import Database
@@ -24,6 +25,7 @@ class State:
     billing: Billing
     router: Router
     upstreams: Upstreams
+    telemetry: Telemetry
     demo: bool = False
 
     @classmethod
@@ -31,6 +33,7 @@ class State:
         db = Database(settings.database_url)
         accounts = Accounts(db)
         catalogue = Catalogue(settings)
+        router = Router(settings)
         return cls(
             settings=settings,
             catalogue=catalogue,
@@ -38,8 +41,9 @@ class State:
             accounts=accounts,
             keys=KeyLookup(db, accounts),
             billing=Billing(db, catalogue, settings.default_limits),
-            router=Router(),
+            router=router,
             upstreams=Upstreams(settings.providers),
+            telemetry=Telemetry(settings, router),
             demo=demo,
         )
 
