@@ -5,7 +5,19 @@ hold for the request's largest possible cost in one write transaction that also 
 balance less open holds, so no account is ever overdrawn however many requests run at once.
 Settlement (after the answer) is queued to a background writer that, per request and in one
 transaction, appends the charge to the ledger (idempotent on the request id), deletes the hold
-and writes the usage record. Failures delete the hold and charge nothing.
+and writes the usage record. Failures delete the hold and charge nothing. Holds left by a
+process that died expire and are deleted at start and by a periodic sweep.
+
+Environment switches, read once when ``Billing`` is built:
+
+- ``BYTESPIKE_HOLD_SECONDS``: how long a hold lives before it expires (default 3600).
+- ``BYTESPIKE_BILLING=off``: no holds, limits, charges or usage records. For benchmarking what
+  money and limits cost, never for production.
+- ``BYTESPIKE_CLOCK_FILE`` (tests only): a file whose content moves billing's clock; a number is
+  an offset in seconds added to the real time, ``@T`` freezes the clock at epoch ``T``, an empty
+  or missing file is the real time. Unset, the clock is ``time.time`` itself.
+- ``BYTESPIKE_SETTLE_DELAY`` (tests only): seconds the writer waits before writing each batch,
+  to open the window between an answer and its charge that a crash test needs.
 """
 
 from __future__ import annotations
@@ -13,12 +25,16 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import os
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from . import limits as lim
 from . import money
@@ -31,6 +47,8 @@ from .store.schema import accounts, holds, ledger, usage_records
 log = logging.getLogger("bytespike.billing")
 
 HOLD_GRACE_SECONDS = 3600.0
+SWEEP_MAX_INTERVAL = 60.0
+"""Expired holds are swept at least this often (more often when holds live shorter)."""
 
 
 class Outcome(enum.Enum):
@@ -53,14 +71,55 @@ class Ticket:
     window_ticket: lim.Ticket | None
 
 
+class FileClock:
+    """The test clock of ``BYTESPIKE_CLOCK_FILE``: real time moved, or frozen, by a file's content."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def __call__(self) -> float:
+        try:
+            text = self.path.read_text().strip()
+        except FileNotFoundError:
+            return time.time()
+        if not text:
+            return time.time()
+        if text.startswith("@"):
+            return float(text[1:])
+        return time.time() + float(text)
+
+
+def _env_seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r}: expected a number of seconds") from None
+    if value < 0:
+        raise ValueError(f"{name}={raw!r}: must not be negative")
+    return value
+
+
 class Billing:
     def __init__(self, db: Database, catalogue: Catalogue, default_windows: tuple[str, ...],
-                 hold_seconds: float = HOLD_GRACE_SECONDS, clock: Any = time.time) -> None:
+                 hold_seconds: float | None = None, clock: Callable[[], float] | None = None,
+                 environ: Mapping[str, str] | None = None) -> None:
+        env = os.environ if environ is None else environ
         self.db = db
         self.catalogue = catalogue
-        self.clock = clock
-        self.hold_seconds = hold_seconds
-        self.enabled = True
+        if clock is None:
+            path = env.get("BYTESPIKE_CLOCK_FILE", "").strip()
+            clock = FileClock(path) if path else time.time
+        self.clock: Callable[[], float] = clock
+        self.hold_seconds = hold_seconds if hold_seconds is not None else \
+            _env_seconds(env, "BYTESPIKE_HOLD_SECONDS", HOLD_GRACE_SECONDS)
+        self.enabled = env.get("BYTESPIKE_BILLING", "on").strip().lower() not in ("off", "0", "false", "no")
+        self._settle_delay = _env_seconds(env, "BYTESPIKE_SETTLE_DELAY", 0.0)
+        self._sweeper: asyncio.Task[None] | None = None
         self.limits = lim.LimitRegistry()
         self._default_windows = tuple(lim.parse_duration(w) for w in default_windows)
         self._prices: dict[str, money.Price] = {}
@@ -74,21 +133,36 @@ class Billing:
     async def start(self) -> None:
         await self.release_expired_holds()
         self._writer = asyncio.create_task(self._write_loop())
+        self._sweeper = asyncio.create_task(self._sweep_loop())
 
     async def stop(self) -> None:
         """Flush every queued settlement before returning."""
         await self._queue.join()
-        if self._writer is not None:
-            self._writer.cancel()
-            self._writer = None
+        for task in (self._writer, self._sweeper):
+            if task is not None:
+                task.cancel()
+        self._writer = self._sweeper = None
 
     async def flush(self) -> None:
         await self._queue.join()
 
     async def release_expired_holds(self) -> int:
+        """Delete holds past their expiry: left by a process that died before settling them."""
         async with self.db.write() as conn:
             res = await conn.execute(delete(holds).where(holds.c.expires_at <= self.clock()))
-        return res.rowcount or 0
+        n = res.rowcount or 0
+        if n:
+            log.warning("released %d expired hold(s) left by an unfinished request", n)
+        return n
+
+    async def _sweep_loop(self) -> None:
+        interval = min(SWEEP_MAX_INTERVAL, max(self.hold_seconds / 4, 0.25))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.release_expired_holds()
+            except (SQLAlchemyError, OSError):  # a busy or briefly unreachable database: next sweep retries
+                log.exception("sweeping expired holds failed")
 
     # ------------------------------------------------------------ admission
 
@@ -153,7 +227,9 @@ class Billing:
                 hold = money.hold_amount(input_estimate, lowered, price, mult)
         decision = kw.admit(now, hold)
         if isinstance(decision, lim.Refused):
-            raise _refusal(decision)
+            err = _refusal(decision)
+            err.headers.update(self._headroom(kw, now))
+            raise err
         try:
             hold, lowered = await self._place_hold(request_id, key, input_estimate, lowered or max_tokens, max_tokens,
                                                    price, mult, hold, now)
@@ -196,13 +272,16 @@ class Billing:
         return hold, lowered
 
     def headers(self, ticket: Ticket | None) -> dict[str, str]:
-        """Remaining headroom of the key's capped windows (see README, "Rate-limit headers")."""
+        """Remaining headroom of the key's capped windows (see README, "Limits and rate-limit headers")."""
         if ticket is None or ticket.windows is None:
             return {}
+        return self._headroom(ticket.windows, self.clock())
+
+    def _headroom(self, kw: lim.KeyWindows, now: float) -> dict[str, str]:
         out: dict[str, str] = {}
         tight_req: lim.WindowState | None = None
         tight_tok: lim.WindowState | None = None
-        for w in ticket.windows.snapshot(self.clock()):
+        for w in kw.snapshot(now):
             n = w.name
             if w.usd_cap is not None:
                 out[f"bytespike-ratelimit-{n}-usd-limit"] = money.format_usd(w.usd_cap)
@@ -222,7 +301,7 @@ class Billing:
             if w is not None:
                 out[f"anthropic-ratelimit-{kind}-limit"] = str(getattr(w, f"{kind}_cap"))
                 out[f"anthropic-ratelimit-{kind}-remaining"] = str(max(getattr(w, f"{kind}_remaining") or 0, 0))
-                out[f"anthropic-ratelimit-{kind}-reset"] = _rfc3339(w.resets_at or self.clock())
+                out[f"anthropic-ratelimit-{kind}-reset"] = _rfc3339(w.resets_at or now)
         return out
 
     # ------------------------------------------------------------ settlement
@@ -231,6 +310,8 @@ class Billing:
                      model_asked: str, model_used: str | None, provider: str | None, upstream_model: str | None,
                      stream: bool, usage: dict[str, Any] | None, outcome: Outcome, http_status: int,
                      error_type: str | None, latency_ms: float, ttft_ms: float | None) -> None:
+        if not self.enabled:
+            return
         now = self.clock()
         u = money.Usage.from_anthropic(usage) if usage is not None else money.Usage()
         billable = outcome in (Outcome.SUCCEEDED, Outcome.CLIENT_DISCONNECTED) and usage is not None
@@ -267,6 +348,8 @@ class Billing:
             batch = [item]
             while len(batch) < 256 and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            if self._settle_delay:
+                await asyncio.sleep(self._settle_delay)
             try:
                 await self._write(batch)
             except Exception:  # the writer must outlive one bad batch; retried item by item below
