@@ -105,10 +105,13 @@ async def _infer(state: State, scope: Scope, receive: Receive, send: Send, proto
         err = GatewayError("api_error", "internal gateway error; the request was not billed")
         await _send_error(send, call, err)
         await _settle_failure(state, call, err)
-    except asyncio.CancelledError:  # the shutdown deadline passed: the usage record is still written
+    except asyncio.CancelledError:
+        # The shutdown deadline passed: the usage record is still written and the client told; the
+        # request ends here rather than as a crash in the server's log.
         if call.outcome is None:
             await _settle_failure(state, call, SHUTDOWN)
-        raise
+        if call.first_byte is None:
+            await _send_error(send, call, SHUTDOWN)
     finally:
         state.telemetry.finished(call)
 
