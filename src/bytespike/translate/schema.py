@@ -87,76 +87,75 @@ def _clean(node: Any, defs: Mapping[str, Any], seen: tuple[str, ...], depth: int
         return {"type": "object"} if depth > _MAX_DEPTH else {}
     resolved = _resolve(node, defs, seen)
     if resolved is None:
-        out: dict[str, Any] = {"type": "object"}
-        if isinstance(node.get("description"), str):
-            out["description"] = node["description"]
-        return out
+        cut: dict[str, Any] = {"type": "object"}
+        if isinstance(node.get("description"), str) and node["description"]:
+            cut["description"] = node["description"]
+        return cut
     node, seen = resolved
     node = _merge_all_of(node, defs, seen)
 
-    out = {}
     nullable = node.get("nullable") is True
-    types = node.get("type")
-    type_list = (
-        [t for t in types if isinstance(t, str)]
-        if isinstance(types, list)
-        else [types]
-        if isinstance(types, str)
-        else []
-    )
+    raw_type = node.get("type")
+    types = raw_type if isinstance(raw_type, list) else [raw_type]
+    type_list = [t.lower() for t in types if isinstance(t, str)]
     if "null" in type_list:
         nullable = True
-        type_list = [t for t in type_list if t != "null"]
-    type_list = [t.lower() for t in type_list if t.lower() in GEMINI_TYPES]
+    type_list = list(dict.fromkeys(t for t in type_list if t in GEMINI_TYPES))
+    description = node.get("description") if isinstance(node.get("description"), str) else None
 
+    if len(type_list) > 1:
+        rest = {
+            k: v for k, v in node.items() if k not in ("type", "anyOf", "oneOf", "nullable", "description")
+        }
+        out: dict[str, Any] = {
+            "anyOf": [_clean({**rest, "type": t}, defs, seen, depth + 1) for t in type_list]
+        }
+        return _finish(out, description, nullable)
+
+    out = {}
     variants = node.get("anyOf") if isinstance(node.get("anyOf"), list) else node.get("oneOf")
     if isinstance(variants, list):
         members = [v for v in variants if isinstance(v, Mapping)]
         non_null = [v for v in members if v.get("type") != "null"]
-        if len(non_null) < len(members):
-            nullable = True
+        nullable = nullable or len(non_null) < len(members)
         if len(non_null) == 1:
             inner = _clean(non_null[0], defs, seen, depth + 1)
-            for key, value in inner.items():
-                if key == "description" and isinstance(node.get("description"), str):
-                    continue
-                out[key] = value
+            nullable = nullable or inner.pop("nullable", False)
+            description = description or inner.pop("description", None)
+            inner.pop("description", None)
+            out.update(inner)
         elif non_null:
             out["anyOf"] = [_clean(v, defs, seen, depth + 1) for v in non_null]
 
-    if len(type_list) > 1:
-        rest = {k: v for k, v in node.items() if k not in ("type", "anyOf", "oneOf", "nullable")}
-        out["anyOf"] = [_clean({**rest, "type": t}, defs, seen, depth + 1) for t in type_list]
-    elif type_list:
+    if type_list:
         out["type"] = type_list[0]
     elif "type" not in out and "anyOf" not in out:
-        if isinstance(node.get("properties"), Mapping):
+        if isinstance(node.get("properties"), Mapping) and node["properties"]:
             out["type"] = "object"
-        elif "items" in node:
+        elif "items" in node or node.get("prefixItems"):
             out["type"] = "array"
 
-    description = node.get("description") if isinstance(node.get("description"), str) else None
-    kind = out.get("type")
-    enum = node.get("enum") if isinstance(node.get("enum"), list) else None
-    if "const" in node:
-        enum = [node["const"]]
-    if enum is not None and "anyOf" not in out:
+    enum = (
+        [node["const"]]
+        if "const" in node
+        else node.get("enum")
+        if isinstance(node.get("enum"), list)
+        else None
+    )
+    if enum:
         strings = [v for v in enum if isinstance(v, str) and v]
-        if strings and len(strings) == len(enum) and kind in (None, "string"):
+        if len(strings) == len(enum) and out.get("type") in (None, "string") and "anyOf" not in out:
             out["type"] = "string"
             out["enum"] = strings
-        elif enum:
-            allowed = ", ".join(orjson.dumps(v).decode() for v in enum)
+        else:
+            allowed = ", ".join(_show(v) for v in enum)
             description = (
                 f"{description} (allowed values: {allowed})" if description else f"Allowed values: {allowed}"
             )
-    if description:
-        out["description"] = description
 
-    fmt = node.get("format")
-    if isinstance(fmt, str) and fmt in _FORMATS.get(str(out.get("type")), frozenset()):
-        out["format"] = fmt
-    if isinstance(node.get("pattern"), str) and out.get("type") == "string":
+    if isinstance(node.get("format"), str):
+        out["format"] = node["format"]
+    if isinstance(node.get("pattern"), str):
         out["pattern"] = node["pattern"]
     for key in _COPY:
         value = node.get(key)
@@ -164,34 +163,71 @@ def _clean(node: Any, defs: Mapping[str, Any], seen: tuple[str, ...], depth: int
             out[key] = value
     for bound, target in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
         value = node.get(bound)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and target not in out:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and target not in node:
             out[target] = value
 
     properties = node.get("properties")
-    if isinstance(properties, Mapping) and out.get("type") in (None, "object"):
+    if isinstance(properties, Mapping) and properties:
         props = {str(k): _clean(v, defs, seen, depth + 1) for k, v in properties.items()}
-        if props:
-            out["properties"] = props
-            required = node.get("required")
-            if isinstance(required, list):
-                names = [r for r in required if isinstance(r, str) and r in props]
-                if names:
-                    out["required"] = list(dict.fromkeys(names))
-    items = node.get("items")
-    if out.get("type") == "array":
-        if isinstance(items, Mapping):
-            out["items"] = _clean(items, defs, seen, depth + 1)
-        elif isinstance(items, list) and items:
-            members = [_clean(i, defs, seen, depth + 1) for i in items if isinstance(i, Mapping)]
-            out["items"] = members[0] if len(members) == 1 else {"anyOf": members}
-        elif isinstance(node.get("prefixItems"), list) and node["prefixItems"]:
-            members = [
-                _clean(i, defs, seen, depth + 1) for i in node["prefixItems"] if isinstance(i, Mapping)
-            ]
-            out["items"] = members[0] if len(members) == 1 else {"anyOf": members}
+        out["properties"] = props
+        required = node.get("required")
+        names = (
+            [r for r in required if isinstance(r, str) and r in props] if isinstance(required, list) else []
+        )
+        out.pop("required", None)
+        if names:
+            out["required"] = list(dict.fromkeys(names))
+    items = node["items"] if "items" in node else node.get("prefixItems")
+    if isinstance(items, Mapping):
+        out["items"] = _clean(items, defs, seen, depth + 1)
+    elif isinstance(items, list):
+        cleaned = [_clean(i, defs, seen, depth + 1) for i in items if isinstance(i, Mapping)]
+        if len(cleaned) == 1:
+            out["items"] = cleaned[0]
+        elif cleaned:
+            out["items"] = {"anyOf": cleaned}
+    return _finish(out, description, nullable)
+
+
+_ONLY_FOR: Final[Mapping[str, frozenset[str]]] = {
+    "enum": frozenset({"string"}),
+    "pattern": frozenset({"string"}),
+    "minLength": frozenset({"string"}),
+    "maxLength": frozenset({"string"}),
+    "minimum": frozenset({"number", "integer"}),
+    "maximum": frozenset({"number", "integer"}),
+    "items": frozenset({"array"}),
+    "minItems": frozenset({"array"}),
+    "maxItems": frozenset({"array"}),
+    "properties": frozenset({"object"}),
+    "required": frozenset({"object"}),
+    "minProperties": frozenset({"object"}),
+    "maxProperties": frozenset({"object"}),
+}
+
+
+def _finish(out: dict[str, Any], description: str | None, nullable: bool) -> dict[str, Any]:
+    """Drop keywords that do not apply to the node's type (Gemini rejects them), then add the
+    description and nullable flag."""
+    kind = out.get("type")
+    for key, kinds in _ONLY_FOR.items():
+        if key in out and kind not in kinds:
+            del out[key]
+    if "format" in out and out["format"] not in _FORMATS.get(str(kind), frozenset()):
+        del out["format"]
+    if description:
+        out["description"] = description
     if nullable:
         out["nullable"] = True
     return out
+
+
+def _show(value: Any) -> str:
+    """A JSON rendering of an enum value for a description (repr for what JSON cannot hold)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return repr(value)
 
 
 def _merge_all_of(
