@@ -55,6 +55,7 @@ def gw(fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         "duo-breaker": model(dep("primary", "up-breaker"), dep("secondary", "up-breaker", 1)),
         "duo-reopen": model(dep("primary", "up-reopen"), dep("secondary", "up-reopen", 1)),
         "duo-probe": model(dep("primary", "up-probe"), dep("secondary", "up-probe", 1)),
+        "duo-cutter": model(dep("primary", "up-cutter"), dep("secondary", "up-cutter", 1)),
         "both-down": model(dep("backup", "up-both"), dep("primary", "up-both", 1)),
         "pair": model(dep("primary", "up-pair"), dep("secondary", "up-pair")),
         "pair-sticky": model(dep("primary", "up-sticky"), dep("secondary", "up-sticky")),
@@ -201,6 +202,15 @@ def test_half_open_breaker_lets_exactly_one_probe_through(gw: Gateway, fake: Fak
         results = [first.result(), *(f.result() for f in rest)]
     assert all(r.status_code == 200 for r in results)
     assert to(fake.received, "/primary/") - before == 1
+
+
+def test_streams_that_break_mid_way_count_against_the_deployment(gw: Gateway, fake: FakeUpstream, key: str):
+    fail_when(fake, "primary", "up-cutter", lambda: stream_answer(["a", "b"], cut_after=3))
+    for _ in range(3):  # each is answered (and ends in an error event), never retried
+        r = post(gw, key, hello("duo-cutter", stream=True))
+        assert sse_events(r.text)[-1][0] == "error"
+    assert served_by(gw, post(gw, key, hello("duo-cutter", stream=True))) == "secondary"
+    assert to(fake.received, "/primary/") == 3
 
 
 def test_when_every_deployment_is_open_the_first_to_cool_down_is_still_tried(gw: Gateway, fake: FakeUpstream,

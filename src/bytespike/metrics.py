@@ -87,20 +87,20 @@ class Metrics:
     def collect(self) -> Iterator[Metric]:
         req = CounterMetricFamily("bytespike_requests", "Finished inference requests.",
                                   labels=("protocol", "model", "status", "outcome"))
-        for labels, n in self._requests.items():
-            req.add_metric(labels, n)
+        for request_labels, n in self._requests.items():
+            req.add_metric(request_labels, n)
         yield req
         for name, doc, hists in (
             ("bytespike_request_duration_seconds", "Time from request to the end of the answer.", self._latency),
             ("bytespike_time_to_first_token_seconds", "Time from request to the first streamed byte.", self._ttft),
         ):
             fam = HistogramMetricFamily(name, doc, labels=("protocol", "model"))
-            for labels, h in hists.items():
-                fam.add_metric(labels, h.buckets(), h.total)
+            for pm, h in hists.items():
+                fam.add_metric(pm, h.buckets(), h.total)
             yield fam
         tok = CounterMetricFamily("bytespike_tokens", "Billed tokens.", labels=("model", "kind"))
-        for labels, n in self._tokens.items():
-            tok.add_metric(labels, n)
+        for model_kind, n in self._tokens.items():
+            tok.add_metric(model_kind, n)
         yield tok
         cost = CounterMetricFamily("bytespike_cost_usd", "Charged to wallets, in USD.", labels=("model",))
         for model, nano in self._cost.items():

@@ -269,7 +269,8 @@ async def _stream(state: State, call: Call, relay: Relay, resp: UpstreamResponse
     await _settle(state, call, usage if outcome is not Outcome.FAILED else None, outcome,
                   200, error.type if error else ("stream_incomplete" if outcome is Outcome.FAILED else None))
     if outcome is Outcome.FAILED:
-        return error or GatewayError("api_error", "the upstream stream ended before the message was complete")
+        return error or GatewayError("api_error", "the upstream stream ended before the message was complete",
+                                     retryable=True)
     return None
 
 

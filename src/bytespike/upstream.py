@@ -1,7 +1,11 @@
 """Pooled HTTP clients to upstream providers, with per-phase timeouts.
 
-Failures before the first byte are raised as retryable ``GatewayError``s so routing can move on to
-the next deployment; what happens after is the relay's business.
+The phases, each from the provider's ``timeouts:``: ``connect`` (aiohttp's own), ``first_byte``
+(request sent -> first body chunk of a stream), ``idle`` (longest gap between chunks) and
+``total`` (request sent -> last byte; for a whole answer it also bounds the wait for headers).
+Every failure is a ``timeout_error``, ``overloaded_error`` or ``api_error`` marked retryable:
+before the client's first byte routing moves on to the next deployment, after it the relay ends
+the stream with an error event; either way the deployment's breaker counts it.
 """
 
 from __future__ import annotations
