@@ -55,14 +55,18 @@ class LogSink:
         out.setFormatter(JsonFormatter())
         self._handler = logging.handlers.QueueHandler(self._q)
         self._listener = logging.handlers.QueueListener(self._q, out)
+        self._was = (self._root.level, self._root.propagate)
         self._root.addHandler(self._handler)
         self._root.setLevel(logging.INFO)
         self._root.propagate = False
         self._listener.start()
 
     def close(self) -> None:
+        """Write what is queued, then give the logger back as it was."""
         self._listener.stop()
         self._root.removeHandler(self._handler)
+        self._root.setLevel(self._was[0])
+        self._root.propagate = self._was[1]
 
 
 class RequestLog:
