@@ -11,6 +11,7 @@ import json
 import math
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from fractions import Fraction
@@ -697,3 +698,26 @@ def test_output_so_far_is_the_streamed_text_at_four_characters_a_token(gw: Gatew
     # README: output counted from what was streamed, at 4 characters a token (the upstream had
     # reported 1 output token); the gateway may have relayed one more delta before it saw the client go.
     assert usage_row(gw, rid)["output_tokens"] in (streamed * per_delta, (streamed + 1) * per_delta)
+
+
+# ---------------------------------------------------------------- 6. the benchmarking switch
+
+
+def test_billing_off_switch_holds_limits_and_charges_nothing(fake: FakeUpstream,
+                                                             tmp_path_factory: pytest.TempPathFactory) -> None:
+    d = tmp_path_factory.mktemp("billing-off")
+    off = Gateway(d, gateway_config(fake.url, d / "bytespike.db"), env={"BYTESPIKE_BILLING": "off"}).start()
+    try:
+        acct = off.account(usd="0", limits=["5h:usd=0.000001,requests=1"], max_concurrency=1)
+        c = client(off, acct["key"])
+        for _ in range(3):  # an empty wallet and a one-request cap: each would be refused with billing on
+            fake.queue(json_answer(anthropic_message("claude-haiku-4-5", anthropic_usage(TOKENS))))
+            raw = c.messages.with_raw_response.create(model="claude-haiku-4-5", max_tokens=1000,
+                                                      messages=[{"role": "user", "content": "hi"}])
+            assert not any(h.startswith("bytespike-ratelimit") for h in raw.headers)
+        time.sleep(0.5)
+        assert off.query("SELECT COUNT(*) FROM ledger WHERE kind = 'charge'")[0][0] == 0
+        assert off.query("SELECT COUNT(*) FROM usage_records")[0][0] == 0
+        assert off.query("SELECT COUNT(*) FROM holds")[0][0] == 0
+    finally:
+        off.stop()
