@@ -16,7 +16,7 @@ from anthropic.lib.streaming._messages import accumulate_event
 
 from bytespike.sse import SSEParser, frame
 from bytespike.translate.anthropic_stream import MessageStreamBuilder
-from bytespike.translate.common import STOP_REASONS
+from bytespike.translate.common import STOP_REASONS, drop_gateway_thinking, gateway_signature
 
 RECORDED = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "recorded"
 ANTHROPIC_SDK = RECORDED / "anthropics__anthropic-sdk-python" / "tests"
@@ -298,3 +298,24 @@ def test_frames_survive_the_wire_with_event_names_matching_types() -> None:
     b = MessageStreamBuilder("m", "msg_1")
     events = b.text("héllo\nworld") + b.tool_use("toolu_1", "f", '{"q": "\\u00e9"}') + b.finish("end_turn")
     assert reparse(events) == events
+
+
+def test_gateway_signed_thinking_is_dropped_before_a_claude_upstream() -> None:
+    ours = {"type": "thinking", "thinking": "", "signature": gateway_signature("gemini-next", "c2ln")}
+    claude = {"type": "thinking", "thinking": "real", "signature": "EqQBCkgIARAB"}
+    tool = {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}}
+    req = {
+        "model": "claude-sonnet-4-6",
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": [ours, tool]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1"}]},
+            {"role": "assistant", "content": [claude, {"type": "text", "text": "done"}]},
+        ],
+    }
+    cleaned = drop_gateway_thinking(req)
+    assert cleaned is not None
+    assert cleaned["messages"][1]["content"] == [tool]
+    assert cleaned["messages"][3]["content"] == [claude, {"type": "text", "text": "done"}]
+    assert req["messages"][1]["content"] == [ours, tool]
+    assert drop_gateway_thinking(cleaned) is None

@@ -50,7 +50,7 @@ class MessageStreamBuilder:
         self.started = True
         if usage:
             self.usage = dict(usage)
-        message = {
+        message: dict[str, Any] = {
             "id": self.message_id,
             "type": "message",
             "role": "assistant",

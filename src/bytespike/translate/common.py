@@ -65,6 +65,19 @@ def stop_from_gemini(finish_reason: str | None) -> str:
     return _GEMINI_FINISH.get(finish_reason or "", "end_turn")
 
 
+_EMPTY: Final[Mapping[str, Any]] = MappingProxyType({})
+
+
+def mapping(value: Any) -> Mapping[str, Any]:
+    """``value`` when it is a JSON object, else an empty one, so readers can chain ``.get``."""
+    return value if isinstance(value, Mapping) else _EMPTY
+
+
+def string(value: Any) -> str:
+    """``value`` when it is a string, else ``""``."""
+    return value if isinstance(value, str) else ""
+
+
 # --- usage -------------------------------------------------------------------------------------
 
 
@@ -149,7 +162,7 @@ def _request_tool_names(req: Mapping[str, Any]) -> Iterable[str]:
         if isinstance(tool, Mapping) and isinstance(tool.get("name"), str):
             yield tool["name"]
     for msg in req.get("messages") or ():
-        content = msg.get("content") if isinstance(msg, Mapping) else None
+        content = mapping(msg).get("content")
         if isinstance(content, list):
             for block in content:
                 if (
@@ -221,17 +234,16 @@ def requested_effort(req: Mapping[str, Any]) -> str | None:
     ``enabled`` budgets map as < 4096 low, < 16384 medium, < 32768 high, else xhigh;
     ``adaptive`` defaults to high; ``output_config.effort`` wins when given.
     """
-    thinking = req.get("thinking")
-    kind = thinking.get("type") if isinstance(thinking, Mapping) else None
+    thinking = mapping(req.get("thinking"))
+    kind = thinking.get("type")
     if kind not in ("enabled", "adaptive"):
         return None
-    config = req.get("output_config")
-    effort = config.get("effort") if isinstance(config, Mapping) else None
+    effort = mapping(req.get("output_config")).get("effort")
     if effort in EFFORTS:
         return str(effort)
     if kind == "adaptive":
         return "high"
-    budget = thinking.get("budget_tokens") if isinstance(thinking, Mapping) else None
+    budget = thinking.get("budget_tokens")
     budget = budget if isinstance(budget, int) else 0
     if budget < 4096:
         return "low"
@@ -252,10 +264,31 @@ def snap_effort(effort: str, supported: tuple[str, ...]) -> str:
     return ranked[-1]
 
 
-def tool_results_text(content: Any) -> str:
-    """The text parts of a tool_result's content joined by newlines."""
-    if isinstance(content, str):
-        return content
-    return "\n".join(
-        b.get("text", "") for b in blocks_of(content) if b.get("type") == "text" and b.get("text")
-    )
+def drop_gateway_thinking(req: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The request without thinking blocks this gateway signed, or None when it has none.
+
+    For a conversation that moves from a translated model to a Claude one: Anthropic rejects
+    thinking blocks whose signature it did not make.
+    """
+    messages = req.get("messages")
+    if not isinstance(messages, list):
+        return None
+    changed = False
+    out = []
+    for msg in messages:
+        content = mapping(msg).get("content")
+        if isinstance(content, list):
+            kept = [
+                b
+                for b in content
+                if not (
+                    isinstance(b, Mapping)
+                    and b.get("type") == "thinking"
+                    and read_gateway_signature(b.get("signature"))
+                )
+            ]
+            if len(kept) != len(content):
+                changed = True
+                msg = {**msg, "content": kept or [{"type": "text", "text": "(no content)"}]}
+        out.append(msg)
+    return {**req, "messages": out} if changed else None

@@ -40,12 +40,14 @@ from bytespike.translate.common import (
     blocks_of,
     empty_usage,
     gateway_signature,
+    mapping,
     new_message_id,
     read_gateway_signature,
     requested_effort,
     sanitize_id,
     snap_effort,
     stop_from_gemini,
+    string,
     system_texts,
     tool_name_map,
     upstream_tool_name,
@@ -176,7 +178,7 @@ def _tool_use_names(req: Mapping[str, Any], dialect: GeminiDialect) -> dict[str,
     """tool_use id -> upstream function name, from the history's tool_use blocks."""
     out: dict[str, str] = {}
     for msg in req.get("messages") or ():
-        for block in blocks_of(msg.get("content") if isinstance(msg, Mapping) else None):
+        for block in blocks_of(mapping(msg).get("content")):
             if block.get("type") == "tool_use" and block.get("id"):
                 out[sanitize_id(block["id"], "")] = _fn_name(block.get("name"), dialect)
     return out
@@ -199,7 +201,8 @@ def _declarations(req: Mapping[str, Any], dialect: GeminiDialect) -> list[dict[s
 
 
 def _tool_config(choice: Any, dialect: GeminiDialect) -> dict[str, Any] | None:
-    kind = choice.get("type") if isinstance(choice, Mapping) else None
+    choice = mapping(choice)
+    kind = choice.get("type")
     if kind == "any":
         return {"mode": "ANY"}
     if kind == "tool" and choice.get("name"):
@@ -242,7 +245,7 @@ def _generation_config(req: Mapping[str, Any], dialect: GeminiDialect) -> dict[s
 
 def _thinking_config(req: Mapping[str, Any], dialect: GeminiDialect) -> dict[str, Any]:
     effort = requested_effort(req)
-    thinking = req.get("thinking") if isinstance(req.get("thinking"), Mapping) else {}
+    thinking = mapping(req.get("thinking"))
     low, high = dialect.budget_range
     if effort is None:
         if dialect.thinking == "level":
@@ -285,7 +288,7 @@ def _model_parts(blocks: list[dict[str, Any]], dialect: GeminiDialect) -> list[d
             part: dict[str, Any] = {"text": block["text"]}
         elif kind == "tool_use":
             args = block.get("input")
-            call = {
+            call: dict[str, Any] = {
                 "id": sanitize_id(block.get("id"), f"call_{len(parts)}"),
                 "name": _fn_name(block.get("name"), dialect),
             }
@@ -319,7 +322,7 @@ def _user_parts(
                 rest.append({"text": f"[result of tool call {call_id or 'unknown'}]\n{text}"})
                 rest.extend(media)
                 continue
-            response = {
+            response: dict[str, Any] = {
                 "id": call_id,
                 "name": name,
                 "response": {"error" if block.get("is_error") else "output": text},
@@ -366,7 +369,7 @@ def _tool_result(block: Mapping[str, Any]) -> tuple[str, list[dict[str, Any]]]:
 def _media_parts(block: Mapping[str, Any]) -> list[dict[str, Any]]:
     """An image or document block as Gemini parts; other block kinds contribute nothing."""
     kind = block.get("type")
-    source = block.get("source") if isinstance(block.get("source"), Mapping) else {}
+    source = mapping(block.get("source"))
     src = source.get("type")
     if kind not in ("image", "document"):
         return []
@@ -476,7 +479,7 @@ class GeminiStreamTranslator:
             return out
         if self._finish_reason is not None:
             return out
-        content = candidate.get("content") if isinstance(candidate.get("content"), Mapping) else {}
+        content = mapping(candidate.get("content"))
         for part in content.get("parts") or ():
             if isinstance(part, Mapping):
                 out += self._part(builder, part)
@@ -511,8 +514,8 @@ class GeminiStreamTranslator:
         return self._builder, self._builder.start(self.usage)
 
     def _part(self, builder: MessageStreamBuilder, part: Mapping[str, Any]) -> Events:
-        sig = part.get("thoughtSignature") if isinstance(part.get("thoughtSignature"), str) else None
-        text = part.get("text") if isinstance(part.get("text"), str) else ""
+        sig = string(part.get("thoughtSignature"))
+        text = string(part.get("text"))
         if part.get("thought"):
             out = builder.thinking(text)
             if sig:
@@ -526,7 +529,7 @@ class GeminiStreamTranslator:
             self._calls += 1
             tool_id = sanitize_id(call.get("id"), f"toolu_{self._id_seed}_{self._calls - 1}")
             name = str(call.get("name") or "")
-            args = call.get("args") if isinstance(call.get("args"), Mapping) else {}
+            args = mapping(call.get("args"))
             out += builder.tool_use(tool_id, self._names.get(name, name), orjson.dumps(args).decode())
             out += builder.close()
         else:

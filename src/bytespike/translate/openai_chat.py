@@ -26,6 +26,7 @@ from bytespike.translate.common import (
     blocks_of,
     empty_usage,
     gateway_signature,
+    mapping,
     new_message_id,
     read_gateway_signature,
     requested_effort,
@@ -54,6 +55,8 @@ CAVEATS: Final[tuple[str, ...]] = (
     "metadata.user_id is sent as user (hashed when longer than 64 characters).",
     "Tool names longer than 64 characters are shortened upstream and restored in the response.",
     "An assistant message last in the request (prefill) is sent as an ordinary assistant message.",
+    "DeepSeek: thinking is turned off when tool_choice forces a tool (thinking mode allows auto/none only).",
+    "Reasoning text is returned even when thinking.display is 'omitted'.",
 )
 
 
@@ -115,7 +118,7 @@ def to_chat_request(
     req: dict[str, Any], upstream_model: str, dialect: ChatDialect = GENERIC
 ) -> dict[str, Any]:
     """Messages request body -> Chat Completions body."""
-    tool_choice = req.get("tool_choice") if isinstance(req.get("tool_choice"), Mapping) else {}
+    tool_choice = mapping(req.get("tool_choice"))
     forced = tool_choice.get("type") in ("any", "tool")
     effort = requested_effort(req)
     if effort is not None and forced and not dialect.forced_tool_with_reasoning:
@@ -155,7 +158,7 @@ def to_chat_request(
     if dialect.thinking_toggle:
         body["thinking"] = {"type": "enabled" if reasoning_on else "disabled"}
 
-    user = (req.get("metadata") or {}).get("user_id") if isinstance(req.get("metadata"), Mapping) else None
+    user = mapping(req.get("metadata")).get("user_id")
     if isinstance(user, str) and user and dialect.user_field:
         body[dialect.user_field] = (
             user if len(user) <= 64 else "u_" + hashlib.sha256(user.encode()).hexdigest()[:40]
@@ -175,8 +178,7 @@ def to_chat_request(
 
 
 def _output_schema(req: Mapping[str, Any]) -> dict[str, Any] | None:
-    config = req.get("output_config")
-    fmt = config.get("format") if isinstance(config, Mapping) else None
+    fmt = mapping(req.get("output_config")).get("format")
     if isinstance(fmt, Mapping) and fmt.get("type") == "json_schema" and isinstance(fmt.get("schema"), dict):
         return fmt["schema"]
     return None
@@ -352,7 +354,7 @@ def _tool_result(block: Mapping[str, Any]) -> tuple[str, list[dict[str, Any]]]:
 def _media_parts(block: Mapping[str, Any]) -> list[dict[str, Any]]:
     """An image or document block as Chat content parts; other block kinds contribute nothing."""
     kind = block.get("type")
-    source = block.get("source") if isinstance(block.get("source"), Mapping) else {}
+    source = mapping(block.get("source"))
     src = source.get("type")
     if kind == "image":
         if src == "base64":
@@ -398,14 +400,17 @@ def from_chat_response(
     """Chat completion -> Anthropic Message (``model`` = what the client asked for)."""
     translator = ChatStreamTranslator(model, new_message_id(resp.get("id")), tool_names)
     choices = resp.get("choices") or [{}]
-    choice = choices[0] if isinstance(choices[0], Mapping) else {}
-    message = choice.get("message") or {}
-    delta = {k: message.get(k) for k in ("reasoning_content", "reasoning", "content", "refusal")}
-    delta["tool_calls"] = [dict(call, index=i) for i, call in enumerate(message.get("tool_calls") or ())]
-    chunk = {
-        "choices": [{"index": 0, "delta": delta, "finish_reason": choice.get("finish_reason") or "stop"}]
+    choice = mapping(choices[0])
+    message = mapping(choice.get("message"))
+    delta: dict[str, Any] = {
+        k: message.get(k) for k in ("reasoning_content", "reasoning", "content", "refusal")
     }
-    chunk["usage"] = resp.get("usage") or {}
+    delta["tool_calls"] = [dict(call, index=i) for i, call in enumerate(message.get("tool_calls") or ())]
+    finish_reason = choice.get("finish_reason") or "stop"
+    chunk = {
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+        "usage": resp.get("usage") or {},
+    }
     translator.feed(chunk)
     translator.finish(done=True)
     return translator.message()
@@ -523,7 +528,7 @@ class ChatStreamTranslator:
     def _tool_delta(self, builder: MessageStreamBuilder, call: Mapping[str, Any], position: int) -> Events:
         index = call.get("index")
         index = index if isinstance(index, int) else position
-        fn = call.get("function") if isinstance(call.get("function"), Mapping) else {}
+        fn = mapping(call.get("function"))
         raw_id, name, args = call.get("id"), fn.get("name"), fn.get("arguments")
         args = args if isinstance(args, str) else ("" if args is None else orjson.dumps(args).decode())
         entry = self._calls.get(index)
