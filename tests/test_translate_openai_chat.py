@@ -884,3 +884,61 @@ def test_non_streaming_deepseek_reasoning_and_tool_calls() -> None:
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": 0,
     }
+
+
+def test_text_only_upstream_gets_a_note_for_each_image_or_pdf() -> None:
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}
+    pdf = {
+        "type": "document",
+        "title": "spec.pdf",
+        "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBE"},
+    }
+    req = _req(
+        tools=TOOLS,
+        messages=[
+            {"role": "user", "content": [image, {"type": "text", "text": "and this"}]},
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": "t1", "name": "get_weather", "input": {}}],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "t1",
+                        "content": [{"type": "text", "text": "map"}, image, pdf],
+                    }
+                ],
+            },
+        ],
+    )
+    messages = to_chat_request(req, "deepseek-v4-pro", DEEPSEEK)["messages"]
+    assert messages[0]["content"] == [
+        {"type": "text", "text": "[an image was attached here; this model cannot read images]"},
+        {"type": "text", "text": "and this"},
+    ]
+    assert messages[2] == {
+        "role": "tool",
+        "tool_call_id": "t1",
+        "content": "map\n[an image was attached here; this model cannot read images]\n"
+        "[spec.pdf was attached here; this model cannot read files]",
+    }
+    assert len(messages) == 3
+    assert "image_url" not in orjson.dumps(messages).decode()
+
+
+def test_deepseek_gets_reasoning_content_on_every_assistant_message() -> None:
+    req = _req(
+        messages=[
+            {"role": "user", "content": "a"},
+            {"role": "assistant", "content": "plain answer from another model"},
+            {"role": "user", "content": "b"},
+        ]
+    )
+    assert to_chat_request(req, "x", DEEPSEEK)["messages"][1] == {
+        "role": "assistant",
+        "content": "plain answer from another model",
+        "reasoning_content": "",
+    }
+    assert "reasoning_content" not in to_chat_request(req, "x", GENERIC)["messages"][1]

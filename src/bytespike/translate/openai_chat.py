@@ -52,6 +52,7 @@ CAVEATS: Final[tuple[str, ...]] = (
     "cache_control is dropped unless the upstream honours it; OpenAI and DeepSeek cache automatically.",
     "Server tools (web search, code execution, ...) and their result blocks are dropped.",
     "Document URLs (PDF by link) cannot be attached: the link is sent as text.",
+    "Text-only upstreams (DeepSeek) get a short note in place of each image or PDF.",
     "metadata.user_id is sent as user (hashed when longer than 64 characters).",
     "Tool names longer than 64 characters are shortened upstream and restored in the response.",
     "An assistant message last in the request (prefill) is sent as an ordinary assistant message.",
@@ -84,6 +85,10 @@ class ChatDialect:
     supports_stop: bool = True
     max_stop: int = 4
     supports_top_k: bool = False
+    supports_images: bool = True
+    """False: images become a text note (text-only models such as DeepSeek's)."""
+    supports_files: bool = True
+    """False: PDF documents become a text note."""
     user_field: str | None = "user"
     cache_control: bool = False
     """Pass Anthropic cache_control through on content parts (OpenRouter to Claude)."""
@@ -98,6 +103,8 @@ OPENAI_GPT5: Final = ChatDialect(
     sampling_with_reasoning=False,
 )
 DEEPSEEK: Final = ChatDialect(
+    supports_images=False,
+    supports_files=False,
     efforts=("high", "max"),
     thinking_toggle=True,
     forced_tool_with_reasoning=False,
@@ -282,7 +289,7 @@ def _assistant(blocks: list[dict[str, Any]], dialect: ChatDialect) -> dict[str, 
     msg: dict[str, Any] = {"role": "assistant", "content": "\n".join(texts) if texts else None}
     if calls:
         msg["tool_calls"] = calls
-    if dialect.reasoning_field and (reasoning or calls):
+    if dialect.reasoning_field:
         msg[dialect.reasoning_field] = "".join(reasoning)
     return msg
 
@@ -306,6 +313,10 @@ def _user(blocks: list[dict[str, Any]], dialect: ChatDialect) -> list[dict[str, 
         if kind == "tool_result":
             call_id = sanitize_id(block.get("tool_use_id"), "call_unknown")
             text, media = _tool_result(block)
+            notes = [p["text"] for p in _fit(media, dialect) if p.get("type") == "text"]
+            media = [p for p in media if p.get("type") != "text" and _supported(p, dialect)]
+            if notes:
+                text = "\n".join([text, *notes]) if text else "\n".join(notes)
             if media:
                 note = f"[{len(media)} attachment(s) from this tool result follow in the next user message]"
                 text = f"{text}\n{note}" if text else note
@@ -316,7 +327,7 @@ def _user(blocks: list[dict[str, Any]], dialect: ChatDialect) -> list[dict[str, 
             if block.get("text"):
                 parts.append(_text_part(block, dialect))
         else:
-            parts.extend(_media_parts(block))
+            parts.extend(_fit(_media_parts(block), dialect))
     out = list(tools)
     content = attachments + parts
     if content:
@@ -349,6 +360,27 @@ def _tool_result(block: Mapping[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     if block.get("is_error"):
         text = f"Error: {text}" if text else "Error"
     return text, media
+
+
+def _supported(part: Mapping[str, Any], dialect: ChatDialect) -> bool:
+    kind = part.get("type")
+    return (kind != "image_url" or dialect.supports_images) and (kind != "file" or dialect.supports_files)
+
+
+def _fit(parts: list[dict[str, Any]], dialect: ChatDialect) -> list[dict[str, Any]]:
+    """Parts the upstream cannot read become a short text note, so the model knows something was there."""
+    out = []
+    for part in parts:
+        if _supported(part, dialect):
+            out.append(part)
+        elif part.get("type") == "image_url":
+            out.append(
+                {"type": "text", "text": "[an image was attached here; this model cannot read images]"}
+            )
+        else:
+            name = mapping(part.get("file")).get("filename") or "document"
+            out.append({"type": "text", "text": f"[{name} was attached here; this model cannot read files]"})
+    return out
 
 
 def _media_parts(block: Mapping[str, Any]) -> list[dict[str, Any]]:
