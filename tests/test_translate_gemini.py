@@ -23,6 +23,7 @@ from bytespike.translate.gemini import (
     GEMINI_3,
     GEMINI_25_FLASH,
     GEMINI_25_PRO,
+    GENERIC,
     GeminiDialect,
     GeminiStreamTranslator,
     from_gemini_response,
@@ -735,6 +736,13 @@ def test_system_user_media_and_generation_settings_are_mapped() -> None:
 @pytest.mark.parametrize(
     ("dialect", "thinking", "effort", "expected"),
     [
+        (GENERIC, None, None, None),
+        (
+            GENERIC,
+            {"type": "enabled", "budget_tokens": 4000},
+            None,
+            {"thinkingBudget": 4000, "includeThoughts": True},
+        ),
         (GEMINI_25_FLASH, None, None, {"thinkingBudget": 0}),
         (GEMINI_25_PRO, None, None, {"thinkingBudget": 128}),
         (
@@ -768,14 +776,17 @@ def test_system_user_media_and_generation_settings_are_mapped() -> None:
     ],
 )
 def test_thinking_maps_to_thinking_config(
-    dialect: GeminiDialect, thinking: dict[str, Any] | None, effort: str | None, expected: dict[str, Any]
+    dialect: GeminiDialect,
+    thinking: dict[str, Any] | None,
+    effort: str | None,
+    expected: dict[str, Any] | None,
 ) -> None:
     extra: dict[str, Any] = {"max_tokens": 64000}
     if thinking:
         extra["thinking"] = thinking
     if effort:
         extra["output_config"] = {"effort": effort}
-    assert to_gemini_request(_req(**extra), dialect)["generationConfig"]["thinkingConfig"] == expected
+    assert to_gemini_request(_req(**extra), dialect)["generationConfig"].get("thinkingConfig") == expected
 
 
 def test_consecutive_turns_of_one_role_are_merged() -> None:

@@ -87,8 +87,11 @@ class GeminiDialect:
     """"budget" = thinkingBudget (Gemini 2.5), "level" = thinkingLevel (Gemini 3)."""
     budget_range: tuple[int, int] = (1, 24576)
     """Smallest and largest thinkingBudget when thinking is on."""
-    can_disable: bool = True
-    """thinkingBudget 0 is accepted (2.5 Flash); else the smallest budget or level stands for "off"."""
+    off_budget: int | None = None
+    """thinkingBudget sent when the client asks for no thinking (0 on 2.5 Flash, the minimum where
+    thinking cannot be turned off); None leaves the model's default."""
+    off_level: str | None = None
+    """thinkingLevel sent when the client asks for no thinking (Gemini 3 cannot turn it off)."""
     levels: tuple[str, ...] = ("low", "high")
     """thinkingLevel values the model accepts, on the common effort scale."""
     function_response_parts: bool = False
@@ -99,9 +102,11 @@ class GeminiDialect:
     tool_name_limit: int = 128
 
 
-GEMINI_25_FLASH: Final = GeminiDialect()
-GEMINI_25_PRO: Final = GeminiDialect(budget_range=(128, 32768), can_disable=False)
-GEMINI_3: Final = GeminiDialect(thinking="level", can_disable=False, function_response_parts=True)
+GENERIC: Final = GeminiDialect()
+"""Safe for any model: no thinkingConfig unless the client asks for thinking."""
+GEMINI_25_FLASH: Final = GeminiDialect(off_budget=0)
+GEMINI_25_PRO: Final = GeminiDialect(budget_range=(128, 32768), off_budget=128)
+GEMINI_3: Final = GeminiDialect(thinking="level", off_level="low", function_response_parts=True)
 
 _EFFORT_BUDGET: Final[Mapping[str, int]] = {
     "minimal": 512,
@@ -113,7 +118,7 @@ _EFFORT_BUDGET: Final[Mapping[str, int]] = {
 }
 
 
-def gemini_tool_names(req: Mapping[str, Any], dialect: GeminiDialect = GEMINI_25_FLASH) -> dict[str, str]:
+def gemini_tool_names(req: Mapping[str, Any], dialect: GeminiDialect = GENERIC) -> dict[str, str]:
     """Upstream function name -> client tool name for names changed on the way up."""
     return tool_name_map(req, dialect.tool_name_limit, lead_letter=True)
 
@@ -125,7 +130,7 @@ def _fn_name(name: Any, dialect: GeminiDialect) -> str:
 # --- request -------------------------------------------------------------------------------------
 
 
-def to_gemini_request(req: dict[str, Any], dialect: GeminiDialect = GEMINI_25_FLASH) -> dict[str, Any]:
+def to_gemini_request(req: dict[str, Any], dialect: GeminiDialect = GENERIC) -> dict[str, Any]:
     """Messages request body -> GenerateContentRequest body (the model goes in the URL)."""
     system_parts = [{"text": b["text"]} for b in system_texts(req)]
     names = _tool_use_names(req, dialect)
@@ -227,7 +232,9 @@ def _generation_config(req: Mapping[str, Any], dialect: GeminiDialect) -> dict[s
     stops = [s for s in req.get("stop_sequences") or () if isinstance(s, str) and s]
     if stops:
         config["stopSequences"] = stops[: dialect.max_stop]
-    config["thinkingConfig"] = _thinking_config(req, dialect)
+    thinking = _thinking_config(req, dialect)
+    if thinking is not None:
+        config["thinkingConfig"] = thinking
     fmt = (
         (req.get("output_config") or {}).get("format")
         if isinstance(req.get("output_config"), Mapping)
@@ -243,14 +250,14 @@ def _generation_config(req: Mapping[str, Any], dialect: GeminiDialect) -> dict[s
     return config
 
 
-def _thinking_config(req: Mapping[str, Any], dialect: GeminiDialect) -> dict[str, Any]:
+def _thinking_config(req: Mapping[str, Any], dialect: GeminiDialect) -> dict[str, Any] | None:
     effort = requested_effort(req)
     thinking = mapping(req.get("thinking"))
     low, high = dialect.budget_range
     if effort is None:
         if dialect.thinking == "level":
-            return {"thinkingLevel": dialect.levels[0] if dialect.levels else "low"}
-        return {"thinkingBudget": 0 if dialect.can_disable else low}
+            return {"thinkingLevel": dialect.off_level} if dialect.off_level else None
+        return {"thinkingBudget": dialect.off_budget} if dialect.off_budget is not None else None
     show = thinking.get("display") != "omitted"
     if dialect.thinking == "level":
         return {"thinkingLevel": snap_effort(effort, dialect.levels or ("high",)), "includeThoughts": show}
