@@ -197,6 +197,14 @@ class Billing:
             await self._loading[key.id]
         return kw
 
+    async def recorded_windows(self, key: KeyRecord, now: float | None = None) -> list[lim.WindowState]:
+        """The key's windows as its usage records show them, without open holds: for reports made
+        outside the gateway process (``bytespike usage``)."""
+        at = self.clock() if now is None else now
+        kw = lim.KeyWindows(self._window_specs(key), key.max_concurrency)
+        kw.load(await self._history(key.id, at - max((s.seconds for s in kw.specs), default=0)), at)
+        return kw.snapshot(at)
+
     async def _history(self, key_id: str, since: float) -> list[lim.UsageEvent]:
         tokens = (usage_records.c.input_tokens + usage_records.c.output_tokens + usage_records.c.cache_read_tokens
                   + usage_records.c.cache_write_5m_tokens + usage_records.c.cache_write_1h_tokens)

@@ -192,12 +192,18 @@ def wallet_show(email_or_org: str, config: str | None = ConfigOpt, as_json: bool
     if as_json:
         _json(res)
         return
-    out.print(f"[bold]{res['account']}[/bold]: balance {res['balance_usd']} USD, held {res['held_usd']} USD, "
+    con = _table_console()
+    con.print(f"[bold]{escape(res['account'])}[/bold]: balance {res['balance_usd']} USD, held {res['held_usd']} USD, "
               f"available {res['available_usd']} USD")
-    t = Table("time", "kind", "amount (USD)", "balance (USD)", "note")
+    t = Table("time (UTC)", "kind", "amount (USD)", "balance (USD)", "request", "note")
     for r in res["ledger"]:
-        t.add_row(r["time"], r["kind"], r["amount_usd"], r["balance_usd"], r["note"] or "")
-    out.print(t)
+        t.add_row(r["time"], r["kind"], r["amount_usd"], r["balance_usd"], r["request_id"] or "", escape(r["note"] or ""))
+    con.print(t)
+
+
+def _table_console() -> Console:
+    """The terminal's console; when printing to a pipe or file, one wide enough that no cell is cut."""
+    return out if out.is_terminal else Console(width=200)
 
 
 # ---------------------------------------------------------------- keys
@@ -280,7 +286,7 @@ def keys_revoke(key_id: str, config: str | None = ConfigOpt, as_json: bool = Jso
 @app.command()
 def usage(email_or_org: str, since: str = typer.Option("1d", "--since", help="How far back: 30m, 5h, 1d, 7d..."),
           config: str | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
-    """Spend and requests per model since a time."""
+    """Spend and requests per model since a time, and each active key's rolling windows against its caps."""
     try:
         seconds = lim.parse_duration(since)
     except ValueError as exc:
@@ -288,11 +294,25 @@ def usage(email_or_org: str, since: str = typer.Option("1d", "--since", help="Ho
         raise typer.Exit(1) from None
 
     async def go(a: Accounts, s: Settings) -> dict[str, Any]:
+        from .billing import Billing
+        from .catalogue import Catalogue
+        from .store.accounts import KeyRecord
+
         acct = await a.account(email_or_org)
         rows = await a.usage_summary(acct["id"], time.time() - seconds)
+        billing = Billing(a.db, Catalogue(s), s.default_limits)
+        keys = []
+        for k in await a.list_keys(acct["id"]):
+            if k["revoked_at"]:
+                continue
+            rec = KeyRecord(k["id"], k["account_id"], k["user_id"], k["group"], k["name"], tuple(k["limits"]),
+                            k["max_concurrency"], None, k["expires_at"])
+            keys.append({"id": k["id"], "name": k["name"], "group": k["group"],
+                         "max_concurrency": k["max_concurrency"],
+                         "windows": [_window_json(w) for w in await billing.recorded_windows(rec)]})
         return {"account": acct["name"], "since": since, "models": rows,
                 "total_usd": money.format_usd(sum(r["cost"] for r in rows)),
-                "requests": sum(r["requests"] for r in rows)}
+                "requests": sum(r["requests"] for r in rows), "keys": keys}
 
     res = _run(config, go)
     for r in res["models"]:
@@ -300,13 +320,34 @@ def usage(email_or_org: str, since: str = typer.Option("1d", "--since", help="Ho
     if as_json:
         _json(res)
         return
+    con = _table_console()
     t = Table("model", "requests", "failed", "input", "output", "cache read", "cache write", "cost (USD)",
-              title=f"{res['account']}, last {since}")
+              title=f"{escape(res['account'])}, last {since}")
     for r in res["models"]:
         t.add_row(r["model"], str(r["requests"]), str(r["failed"]), str(r["input_tokens"]), str(r["output_tokens"]),
                   str(r["cache_read_tokens"]), str(r["cache_write_tokens"]), r["cost_usd"])
-    out.print(t)
-    out.print(f"total: {res['total_usd']} USD over {res['requests']} requests")
+    con.print(t)
+    con.print(f"total: {res['total_usd']} USD over {res['requests']} requests")
+    for k in res["keys"]:
+        w = Table("window", "spend (USD)", "requests", "tokens", "oldest ages out (UTC)",
+                  title=f"key {k['id']}" + (f" ({escape(k['name'])})" if k["name"] else "") + f", group {k['group']}")
+        for x in k["windows"]:
+            w.add_row(x["window"], _of(x["spend_usd"], x["usd_cap"]), _of(x["requests"], x["requests_cap"]),
+                      _of(x["tokens"], x["tokens_cap"]), (x["resets_at"] or "-").replace("T", " ").rstrip("Z"))
+        con.print(w)
+
+
+def _window_json(w: lim.WindowState) -> dict[str, Any]:
+    """One rolling window as ``bytespike usage --json`` shows it (USD as decimal strings)."""
+    return {"window": w.name, "seconds": w.seconds, "spend_usd": money.format_usd(w.usd_used),
+            "usd_cap": money.format_usd(w.usd_cap) if w.usd_cap is not None else None,
+            "requests": w.requests_used, "requests_cap": w.requests_cap,
+            "tokens": w.tokens_used, "tokens_cap": w.tokens_cap,
+            "resets_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(w.resets_at)) if w.resets_at else None}
+
+
+def _of(used: Any, cap: Any) -> str:
+    return f"{used} of {cap}" if cap is not None else str(used)
 
 
 @app.command()
