@@ -34,13 +34,26 @@ from .relay import (
 from .state import State
 
 DEFAULT_OPENAI_MAX_TOKENS = 4096
+_GATEWAY_SIGNED = b"bytespike:1:"
 
 
-def dialect(cls: type, provider: ProviderConfig, dep: DeploymentConfig) -> Any:
-    """A translator dialect from provider and deployment ``options`` (deployment wins); unknown keys ignored."""
-    names = {f.name for f in dataclasses.fields(cls)}
+def dialect(cls: type, provider: ProviderConfig, dep: DeploymentConfig, presets: Any = None) -> Any:
+    """A translator dialect from provider and deployment ``options`` (deployment wins).
+
+    ``dialect: NAME`` starts from a preset of the translator module (e.g. ``deepseek``,
+    ``openai_gpt5``, ``gemini_3``); other keys naming a dialect field override it (lists become
+    tuples); unknown keys are ignored.
+    """
+    fields = {f.name for f in dataclasses.fields(cls)}
     opts = {**provider.options, **dep.options}
-    return cls(**{k: v for k, v in opts.items() if k in names})
+    base = cls()
+    preset = opts.get("dialect")
+    if isinstance(preset, str) and presets is not None:
+        found = getattr(presets, preset.upper(), None)
+        if isinstance(found, cls):
+            base = found
+    changes = {k: tuple(v) if isinstance(v, list) else v for k, v in opts.items() if k in fields}
+    return dataclasses.replace(base, **changes) if changes else base
 
 
 class Plan:
@@ -55,6 +68,7 @@ class Plan:
         self.headers = headers
         self.query = query.decode("latin-1") if query else ""
         self._dirty = False
+        self._names: dict[str, str] | None = None  # upstream tool name -> client's, when shortened
         self.input_estimate = money.estimate_input_tokens(len(body))
         if protocol == "anthropic":
             self.max_tokens: int = req["max_tokens"]
@@ -64,9 +78,6 @@ class Plan:
                 raise bad_request("max_completion_tokens: must be a positive integer", param="max_completion_tokens")
             self.max_tokens = mt if mt is not None else (model_max_tokens or DEFAULT_OPENAI_MAX_TOKENS)
         self.stream = req.get("stream") is True
-        meta = req.get("metadata")
-        self.affinity = meta.get("user_id") if isinstance(meta, dict) and isinstance(meta.get("user_id"), str) else \
-            (req.get("user") if isinstance(req.get("user"), str) else None)
 
     # -------------------------------------------------------- admission changes
 
@@ -118,6 +129,14 @@ class Plan:
                              native_body: bool) -> UpstreamRequest:
         if provider.type == "anthropic":
             path = "/v1/messages"
+            if native_body and _GATEWAY_SIGNED in self.body:
+                # Thinking this gateway signed for another vendor would be rejected by Anthropic.
+                from .translate.common import drop_gateway_thinking
+
+                cleaned = drop_gateway_thinking(req)
+                if cleaned is not None:
+                    req = cleaned
+                    self._dirty = True
             if native_body and not self._dirty and req.get("model") == dep.model:
                 body = self.body
             else:
@@ -125,14 +144,18 @@ class Plan:
             query = self.query if native_body else ""
             return anthropic_provider.request(provider, path, query, self.headers if native_body else {}, body)
         if provider.type == "openai":
-            from .translate.openai_chat import ChatDialect, to_chat_request
+            from .translate import openai_chat
 
-            chat = to_chat_request(req, dep.model, dialect(ChatDialect, provider, dep))
+            d = dialect(openai_chat.ChatDialect, provider, dep, openai_chat)
+            chat = openai_chat.to_chat_request(req, dep.model, d)
+            self._names = openai_chat.chat_tool_names(req, d) or None
             return openai_provider.request(provider, {}, orjson.dumps(chat))
         if provider.type == "gemini":
-            from .translate.gemini import GeminiDialect, to_gemini_request
+            from .translate import gemini
 
-            g = to_gemini_request(req, dialect(GeminiDialect, provider, dep))
+            gd = dialect(gemini.GeminiDialect, provider, dep, gemini)
+            g = gemini.to_gemini_request(req, gd)
+            self._names = gemini.gemini_tool_names(req, gd) or None
             return gemini_provider.request(provider, dep.model, self.stream, orjson.dumps(g))
         raise GatewayError("api_error", f"unsupported provider type {provider.type!r}")
 
@@ -152,15 +175,14 @@ class Plan:
             return TranslatedRelay(AnthropicEvents(), sink, anthropic_upstream=True)
         return TranslatedRelay(self._source(provider, asked), sink)
 
-    @staticmethod
-    def _source(provider: ProviderConfig, model: str) -> Any:
+    def _source(self, provider: ProviderConfig, model: str) -> Any:
         if provider.type == "openai":
             from .translate.openai_chat import ChatStreamTranslator
 
-            return ChatStreamTranslator(model)
+            return ChatStreamTranslator(model, tool_names=self._names)
         from .translate.gemini import GeminiStreamTranslator
 
-        return GeminiStreamTranslator(model)
+        return GeminiStreamTranslator(model, tool_names=self._names)
 
     def convert(self, raw: bytes, provider: ProviderConfig, dep: DeploymentConfig) -> tuple[bytes, dict[str, Any]]:
         """A whole upstream answer -> (client bytes, Anthropic-split usage)."""
@@ -183,11 +205,11 @@ class Plan:
         elif provider.type == "openai":
             from .translate.openai_chat import from_chat_response
 
-            message = from_chat_response(_json(raw), asked)
+            message = from_chat_response(_json(raw), asked, tool_names=self._names)
         else:
             from .translate.gemini import from_gemini_response
 
-            message = from_gemini_response(_json(raw), asked)
+            message = from_gemini_response(_json(raw), asked, tool_names=self._names)
         usage = message.get("usage") or {}
         if self.protocol == "anthropic":
             return orjson.dumps(message), usage

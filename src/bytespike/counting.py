@@ -28,9 +28,9 @@ async def count(state: State, resolved: Resolved, req: dict[str, Any], body: byt
                                               query.decode("latin-1") if query else "", headers, up_body)
         return await _relay(state, dep.provider, upstream, lambda raw: raw)
     if provider.type == "gemini":
-        from .translate.gemini import GeminiDialect, to_gemini_request
+        from .translate import gemini
 
-        greq = to_gemini_request({**req, "max_tokens": 1}, dialect(GeminiDialect, provider, dep))
+        greq = gemini.to_gemini_request({**req, "max_tokens": 1}, dialect(gemini.GeminiDialect, provider, dep, gemini))
         greq.pop("generationConfig", None)
         greq["model"] = f"models/{dep.model}"
         upstream = gemini_provider.count_request(provider, dep.model, orjson.dumps({"generateContentRequest": greq}))
