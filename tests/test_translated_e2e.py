@@ -18,13 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
+import httpx
 import httpx2
 import orjson
 import pytest
 from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletionChunk
 
+from bytespike.counting import estimate_tokens
 from bytespike.sse import SSEParser
+from bytespike.translate import gemini as gemini_translate
+from bytespike.translate import openai_chat as chat_translate
 from bytespike.translate.common import gateway_signature, read_gateway_signature
 from conftest import RECORDED, Gateway
 from fakeupstream import Answer, FakeUpstream, Received, json_answer, sse_answer
@@ -470,8 +474,8 @@ def tool_responder(tool: str, args: dict[str, Any], reply: str, reasoning: str =
 
     def handle(req: Received) -> Answer | None:
         n = next(calls)
-        body = req.json()
         if req.path.endswith("/chat/completions"):
+            body = req.json()
             declared = any(t["function"]["name"] == tool for t in body.get("tools") or ())
             message: dict[str, Any] = {"content": reply}
             if declared and not chat_ends_in_tool_result(body):
@@ -489,6 +493,7 @@ def tool_responder(tool: str, args: dict[str, Any], reply: str, reasoning: str =
                 message["reasoning_content"] = reasoning
             return chat_answer(message, bool(body.get("stream")), CHAT_USAGE, f"chatcmpl-e2e{n}")
         if ":streamGenerateContent" in req.path or ":generateContent" in req.path:
+            body = req.json()
             declared = any(
                 d["name"] == tool for t in body.get("tools") or () for d in t["functionDeclarations"]
             )
@@ -773,3 +778,211 @@ def test_recorded_gemini_stream_cut_anywhere_gives_the_same_final_message(
         fake.queue(Answer(chunks=random_cuts(raw, seed), content_type="text/event-stream"))
         assert client.ask(True, req).model_dump() == whole, seed
     assert whole["content"] and whole["stop_reason"] in ("end_turn", "tool_use")
+
+
+# ---------------------------------------------------------------- 5. what cannot be mapped
+
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+PDF = base64.b64encode(b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF").decode()
+
+
+def _image_in_tool_result() -> dict[str, Any]:
+    return {
+        "model": "gpt-5-5",
+        "max_tokens": 100,
+        "tools": [WEATHER],
+        "messages": [
+            {"role": "user", "content": "Show me the radar."},
+            {
+                "role": "assistant",
+                "content": [
+                    {
+                        "type": "tool_use",
+                        "id": "call_radar",
+                        "name": "get_weather",
+                        "input": {"city": "Paris"},
+                    }
+                ],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "call_radar",
+                        "content": [
+                            {"type": "text", "text": "radar attached"},
+                            {
+                                "type": "image",
+                                "source": {"type": "base64", "media_type": "image/png", "data": PNG},
+                            },
+                        ],
+                    }
+                ],
+            },
+        ],
+    }
+
+
+def _check_image_in_tool_result(sent: dict[str, Any]) -> None:
+    tool, user = sent["messages"][-2:]
+    assert tool["role"] == "tool" and tool["tool_call_id"] == "call_radar"
+    assert tool["content"].startswith("radar attached\n") and "next user message" in tool["content"]
+    assert user["role"] == "user"
+    assert {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}} in user["content"]
+
+
+def _document_to_deepseek() -> dict[str, Any]:
+    return {
+        "model": "deepseek-v4-pro",
+        "max_tokens": 100,
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "document",
+                        "title": "report.pdf",
+                        "source": {"type": "base64", "media_type": "application/pdf", "data": PDF},
+                    },
+                    {"type": "text", "text": "Summarise the report."},
+                ],
+            }
+        ],
+    }
+
+
+def _check_document_to_deepseek(sent: dict[str, Any]) -> None:
+    assert sent["messages"] == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "[report.pdf was attached here; this model cannot read files]"},
+                {"type": "text", "text": "Summarise the report."},
+            ],
+        }
+    ]
+    assert PDF not in json.dumps(sent)
+
+
+def _top_k_to_openai() -> dict[str, Any]:
+    return {
+        "model": "gpt-5-5",
+        "max_tokens": 100,
+        "top_k": 5,
+        "top_p": 0.5,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+
+
+def _check_top_k_to_openai(sent: dict[str, Any]) -> None:
+    assert "top_k" not in sent and sent["top_p"] == 0.5
+
+
+def _parallel_off_to_gemini() -> dict[str, Any]:
+    return {
+        "model": "gemini-3-1-pro",
+        "max_tokens": 100,
+        "tools": [WEATHER],
+        "tool_choice": {"type": "auto", "disable_parallel_tool_use": True},
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+
+
+def _check_parallel_off_to_gemini(sent: dict[str, Any]) -> None:
+    assert sent["toolConfig"] == {"functionCallingConfig": {"mode": "AUTO"}}
+
+
+UNMAPPABLE = {
+    "image-in-tool-result-to-gpt-5-5": (
+        _image_in_tool_result,
+        _check_image_in_tool_result,
+        "Images and documents inside tool_result go in a user message",
+    ),
+    "document-to-deepseek": (
+        _document_to_deepseek,
+        _check_document_to_deepseek,
+        "Text-only upstreams (DeepSeek) get a short note in place of each image or PDF",
+    ),
+    "top_k-to-gpt-5-5": (_top_k_to_openai, _check_top_k_to_openai, "top_k is dropped"),
+    "parallel-off-to-gemini": (
+        _parallel_off_to_gemini,
+        _check_parallel_off_to_gemini,
+        "disable_parallel_tool_use has no Gemini equivalent and is ignored",
+    ),
+}
+
+
+def model_entries(gw: Gateway, key: str, anthropic_shape: bool = True) -> dict[str, dict[str, Any]]:
+    headers = {"x-api-key": key, **({"anthropic-version": "2023-06-01"} if anthropic_shape else {})}
+    r = httpx.get(gw.url + "/v1/models", headers=headers)
+    assert r.status_code == 200, r.text
+    return {m["id"]: m for m in r.json()["data"]}
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole"])
+@pytest.mark.parametrize("case", list(UNMAPPABLE))
+def test_what_cannot_be_mapped_is_dropped_or_noted_with_its_caveat_listed(
+    gateway: Gateway, acct: dict[str, Any], client: Client, fake: FakeUpstream, case: str, stream: bool
+) -> None:
+    build, check, caveat = UNMAPPABLE[case]
+    req = build()
+    final = client.ask(stream, req)
+    assert final.stop_reason == "end_turn" and "simulated" in final.content[0].text
+    (sent,) = upstream_calls(fake, req["model"])
+    check(sent)
+    assert any(c.startswith(caveat) for c in model_entries(gateway, acct["key"])[req["model"]]["caveats"])
+
+
+# ---------------------------------------------------------------- 6. count_tokens
+
+
+def test_gemini_count_tokens_asks_gemini_and_returns_its_number(client: Client, fake: FakeUpstream) -> None:
+    fake.queue(json_answer({"totalTokens": 4321}))
+    counted = client.sdk.messages.count_tokens(
+        model="gemini-3-1-pro",
+        system="Be brief.",
+        tools=[WEATHER],  # type: ignore[list-item]
+        messages=[{"role": "user", "content": "Weather in Paris?"}],
+    )
+    assert counted.input_tokens == 4321
+    (got,) = fake.received
+    assert got.path == GEMINI_PATH + "countTokens"
+    assert got.headers["x-goog-api-key"] == "upstream-secret-gemini"
+    inner = got.json()["generateContentRequest"]
+    assert inner["model"] == "models/gemini-3.1-pro-preview"
+    assert inner["contents"] == [{"role": "user", "parts": [{"text": "Weather in Paris?"}]}]
+    assert inner["systemInstruction"] == {"parts": [{"text": "Be brief."}]}
+    assert inner["tools"][0]["functionDeclarations"][0]["name"] == "get_weather"
+    assert "generationConfig" not in inner
+
+
+@pytest.mark.parametrize("model", ["gpt-5-5", "deepseek-v4-pro"])
+def test_chat_models_count_tokens_locally_with_the_documented_estimate(
+    client: Client, fake: FakeUpstream, model: str
+) -> None:
+    short = {"model": model, "messages": [{"role": "user", "content": "Weather in Paris?"}]}
+    longer = {**short, "system": "Be brief. " * 50, "tools": [WEATHER]}
+    counts = [client.sdk.messages.count_tokens(**r).input_tokens for r in (short, short, longer)]  # type: ignore[arg-type]
+    assert counts[0] > 0 and counts[0] == counts[1] < counts[2]
+    assert counts[0] == estimate_tokens(short) and counts[2] == estimate_tokens(longer)
+    assert fake.received == []
+
+
+# ---------------------------------------------------------------- 7. the catalogue
+
+
+@pytest.mark.parametrize("anthropic_shape", [True, False], ids=["anthropic", "openai"])
+def test_models_list_marks_translated_protocols_and_lists_the_route_caveats(
+    gateway: Gateway, acct: dict[str, Any], anthropic_shape: bool
+) -> None:
+    entries = model_entries(gateway, acct["key"], anthropic_shape)
+    assert entries["gpt-5-5"]["protocols_aggregate"] == ["openai", "anthropic:translated"]
+    assert entries["deepseek-v4-pro"]["protocols_aggregate"] == ["openai", "anthropic:translated"]
+    assert entries["gemini-3-1-pro"]["protocols_aggregate"] == ["anthropic:translated", "openai:translated"]
+    assert entries["claude-sonnet-4-6"]["protocols_aggregate"] == ["anthropic", "openai:translated"]
+    for model in ("gpt-5-5", "deepseek-v4-pro"):
+        assert set(chat_translate.CAVEATS) <= set(entries[model]["caveats"])
+    assert set(gemini_translate.CAVEATS) <= set(entries["gemini-3-1-pro"]["caveats"])
+    assert any("strict mode" in c for c in entries["gpt-5-5"]["caveats"])
+    assert not set(chat_translate.CAVEATS) & set(entries["claude-sonnet-4-6"]["caveats"])
