@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from bytespike.translate.schema import GEMINI_SCHEMA_KEYWORDS
@@ -66,6 +67,7 @@ def test_claude_code_runs_a_tool_loop_through_gemini(gateway: Gateway, fake: Fak
     (response,) = [p["functionResponse"] for p in contents[-1]["parts"] if "functionResponse" in p]
     assert response["name"] == "Bash" and response["id"] == call_part["functionCall"]["id"]
     assert "bytespike-tool-ran" in response["response"]["output"]
+    assert all("x-anthropic-billing-header" not in orjson.dumps(t).decode() for t in turns)
     declarations = [d for t in turns for tool in t.get("tools") or () for d in tool["functionDeclarations"]]
     assert any(d["name"] == "Bash" for d in declarations)
     for d in declarations:
@@ -90,3 +92,4 @@ def test_claude_code_runs_a_tool_loop_through_gpt(gateway: Gateway, fake: FakeUp
     (tool,) = [m for m in messages if m["role"] == "tool"]
     assert tool["tool_call_id"] == call["id"] and "bytespike-tool-ran" in tool["content"]
     assert all(t["model"] == "gpt-5.5" for t in turns)
+    assert all("x-anthropic-billing-header" not in orjson.dumps(t).decode() for t in turns)

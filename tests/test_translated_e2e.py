@@ -100,6 +100,8 @@ class Client:
     """The ``anthropic`` SDK pointed at the gateway, with the wire bytes of its last answer."""
 
     def __init__(self, gw: Gateway, key: str) -> None:
+        self.gateway = gw
+        self.key = key
         self.tee = _Tee()
         self.sdk = anthropic.Anthropic(
             base_url=gw.url,
@@ -932,6 +934,40 @@ def test_what_cannot_be_mapped_is_dropped_or_noted_with_its_caveat_listed(
     (sent,) = upstream_calls(fake, req["model"])
     check(sent)
     assert any(c.startswith(caveat) for c in model_entries(gateway, acct["key"])[req["model"]]["caveats"])
+
+
+ATTRIBUTION = "x-anthropic-billing-header: cc_version=2.1.332.0b8; cc_entrypoint=sdk-cli; cch=36ee5;"
+
+
+@pytest.mark.parametrize("model", TRANSLATED)
+def test_claude_code_attribution_line_never_reaches_another_vendor(
+    client: Client, fake: FakeUpstream, model: str
+) -> None:
+    """Its hash changes per request at the very head of the prompt: sent on, it would defeat the
+    vendor's prefix caching (and it means nothing to them)."""
+    system = [
+        {"type": "text", "text": ATTRIBUTION},
+        {"type": "text", "text": "You are a coding agent.", "cache_control": {"type": "ephemeral"}},
+    ]
+    for form in (system, ATTRIBUTION + "\nYou are a coding agent."):
+        client.ask(
+            True,
+            {
+                "model": model,
+                "max_tokens": 50,
+                "system": form,
+                "messages": [{"role": "user", "content": "hi"}],
+            },
+        )
+    for sent in upstream_calls(fake, model):
+        assert "x-anthropic-billing-header" not in json.dumps(sent)
+        if model in CHAT_PATH:
+            assert sent["messages"][0] == {"role": "system", "content": "You are a coding agent."}
+        else:
+            assert sent["systemInstruction"] == {"parts": [{"text": "You are a coding agent."}]}
+    assert any(
+        "x-anthropic-billing-header" in c for c in model_entries(client.gateway, client.key)[model]["caveats"]
+    )
 
 
 # ---------------------------------------------------------------- 6. count_tokens

@@ -223,9 +223,33 @@ def blocks_of(content: Any) -> list[dict[str, Any]]:
     return []
 
 
+ATTRIBUTION_PREFIX: Final = "x-anthropic-billing-header:"
+
+
+def _without_attribution(text: str) -> str:
+    """``text`` less a leading ``x-anthropic-billing-header: ...`` line."""
+    stripped = text.lstrip()
+    return stripped.partition("\n")[2] if stripped.startswith(ATTRIBUTION_PREFIX) else text
+
+
 def system_texts(req: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The top-level system prompt (string or blocks) as non-empty text blocks."""
-    return [b for b in blocks_of(req.get("system")) if b.get("type") == "text" and b.get("text")]
+    """The top-level system prompt (string or blocks) as non-empty text blocks.
+
+    The attribution line Anthropic clients (Claude Code) put first is left out: it means something
+    only to Anthropic, and its per-request hash at the head of the prompt would defeat every other
+    vendor's prefix caching.
+    """
+    system = req.get("system")
+    if isinstance(system, str):
+        system = _without_attribution(system)
+    out = []
+    for block in blocks_of(system):
+        if block.get("type") != "text" or not isinstance(block.get("text"), str):
+            continue
+        text = _without_attribution(block["text"])
+        if text:
+            out.append(block if text is block["text"] else {**block, "text": text})
+    return out
 
 
 def requested_effort(req: Mapping[str, Any]) -> str | None:

@@ -74,6 +74,8 @@ CAVEATS: Final[tuple[str, ...]] = (
     "thinking maps to thinkingBudget (Gemini 2.5) or thinkingLevel (Gemini 3); thought summaries "
     "come back as thinking blocks.",
     "cache_control and metadata.user_id are dropped (Gemini caches implicitly).",
+    "The x-anthropic-billing-header attribution line Claude Code puts first in the system prompt is "
+    "not sent (it would defeat prompt caching).",
     "Server tools (web search, code execution, ...) and their result blocks are dropped.",
     "Gemini output parts other than text, thoughts and function calls (images, code execution) are dropped.",
 )

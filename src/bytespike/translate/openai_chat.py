@@ -54,6 +54,8 @@ CAVEATS: Final[tuple[str, ...]] = (
     "Document URLs (PDF by link) cannot be attached: the link is sent as text.",
     "Text-only upstreams (DeepSeek) get a short note in place of each image or PDF.",
     "metadata.user_id is sent as user (hashed when longer than 64 characters).",
+    "The x-anthropic-billing-header attribution line Claude Code puts first in the system prompt is "
+    "not sent (it would defeat prompt caching).",
     "Tool names longer than 64 characters are shortened upstream and restored in the response.",
     "An assistant message last in the request (prefill) is sent as an ordinary assistant message.",
     "DeepSeek: thinking is turned off when tool_choice forces a tool (thinking mode allows auto/none only).",
