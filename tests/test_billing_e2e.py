@@ -721,3 +721,51 @@ def test_billing_off_switch_holds_limits_and_charges_nothing(fake: FakeUpstream,
         assert off.query("SELECT COUNT(*) FROM holds")[0][0] == 0
     finally:
         off.stop()
+
+
+async def _sweep_scenario(template: Path, settings: Any) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        db_file = Path(tmp) / "s.db"
+        shutil.copy(template, db_file)
+        db = Database(f"sqlite:///{db_file}")
+        accounts = Accounts(db)
+        await accounts.create_user("sweep@example.com")
+        account_id = (await accounts.account("sweep@example.com"))["id"]
+        await accounts.post(account_id, "topup", 10 * NANO)
+        key = KeyRecord("key_sweep", account_id, None, "resale", "", ("5h:requests=2",), None, None, None)
+        now = [2_000_000_000.0]
+        catalogue = Catalogue(settings)
+        billing = Billing(db, catalogue, settings.default_limits, hold_seconds=60, clock=lambda: now[0], environ={})
+        await billing.start()
+        try:
+            done = await billing.admit("req_sweep1", key, catalogue.resolve("claude-haiku-4-5"), 100, 600)
+            await _settle(billing, key, done, "claude-haiku-4-5", {"input_tokens": 10, "output_tokens": 10},
+                          Outcome.SUCCEEDED)
+            pending = await billing.admit("req_sweep2", key, catalogue.resolve("claude-haiku-4-5"), 100, 600)
+            await billing.flush()
+            now[0] += 59
+            assert await billing.sweep() == 0 and "key_sweep" in billing.limits  # the hold is young, a request open
+            now[0] += 1
+            assert await billing.sweep() == 1  # expired: released
+            async with db.read() as conn:
+                assert (await conn.execute(select(holds.c.id))).all() == []
+            assert "key_sweep" in billing.limits  # its windows still count the settled request
+            now[0] += 8 * 86400
+            await billing.sweep()
+            assert "key_sweep" in billing.limits  # the pending request is still open in memory
+            await _settle(billing, key, pending, "claude-haiku-4-5", None, Outcome.FAILED)
+            await billing.flush()
+            await billing.sweep()
+            assert "key_sweep" not in billing.limits  # nothing open or counted: forgotten
+            # Seen again, it is rebuilt from the records: the settled request counts while in its window.
+            now[0] -= 8 * 86400
+            kw = await billing.windows(key)
+            assert kw.snapshot(now[0])[0].requests_used == 1
+        finally:
+            await billing.stop()
+            await db.close()
+
+
+def test_sweep_releases_expired_holds_and_forgets_idle_keys(store_template) -> None:
+    template, cfg = store_template
+    asyncio.run(_sweep_scenario(template, cfg))

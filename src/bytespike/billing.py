@@ -155,12 +155,19 @@ class Billing:
             log.warning("released %d expired hold(s) left by an unfinished request", n)
         return n
 
+    async def sweep(self) -> int:
+        """Release expired holds and forget the windows of keys with nothing open or counted (they
+        are rebuilt from the usage records when the key comes back); returns the holds released."""
+        released = await self.release_expired_holds()
+        self.limits.prune(self.clock())
+        return released
+
     async def _sweep_loop(self) -> None:
         interval = min(SWEEP_MAX_INTERVAL, max(self.hold_seconds / 4, 0.25))
         while True:
             await asyncio.sleep(interval)
             try:
-                await self.release_expired_holds()
+                await self.sweep()
             except (SQLAlchemyError, OSError):  # a busy or briefly unreachable database: next sweep retries
                 log.exception("sweeping expired holds failed")
 
