@@ -49,7 +49,9 @@ def schema_keywords(node: Any) -> set[str]:
 @needs_claude
 def test_claude_code_runs_a_tool_loop_through_gemini(gateway: Gateway, fake: FakeUpstream) -> None:
     acct = gateway.account()
-    fake.handler = tool_responder("Bash", MARKER, "final answer through gemini")
+    fake.handler = tool_responder(
+        "Bash", MARKER, "final answer through gemini", reasoning="I will run it.", tail_signature=True
+    )
     done = run_claude(
         gateway.url, acct["key"], "run the marker", model="gemini-3-1-pro", allowed_tools=["Bash"]
     )

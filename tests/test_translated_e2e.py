@@ -12,8 +12,10 @@ import base64
 import copy
 import inspect
 import json
+import math
 import random
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ import httpx
 import httpx2
 import orjson
 import pytest
+import yaml
 from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletionChunk
 
@@ -30,7 +33,7 @@ from bytespike.sse import SSEParser
 from bytespike.translate import gemini as gemini_translate
 from bytespike.translate import openai_chat as chat_translate
 from bytespike.translate.common import gateway_signature, read_gateway_signature
-from conftest import RECORDED, Gateway
+from conftest import BUILTIN, RECORDED, Gateway
 from fakeupstream import Answer, FakeUpstream, Received, json_answer, sse_answer
 from test_anthropic_stream import check_stream
 from test_translate_gemini import anthropic_from_gemini, normalise
@@ -67,10 +70,12 @@ class _Tee(httpx2.BaseTransport):
     def __init__(self) -> None:
         self._inner = httpx2.HTTPTransport()
         self.raw = b""
+        self.headers = httpx2.Headers()
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
         response = self._inner.handle_request(request)
         self.raw = b""
+        self.headers = response.headers
         inner = response.stream
         tee = self
 
@@ -468,10 +473,14 @@ SIG_THOUGHT = base64.b64encode(b"\xfa\xfb thought signature \xff").decode()
 SIG_TAIL = base64.b64encode(b"\xfe\xff trailing part signature?").decode()
 
 
-def tool_responder(tool: str, args: dict[str, Any], reply: str, reasoning: str = "") -> Any:
+def tool_responder(
+    tool: str, args: dict[str, Any], reply: str, reasoning: str = "", tail_signature: bool = False
+) -> Any:
     """A fake-upstream handler playing a model with one tool, in the format of the path it is
     called on: a call of ``tool`` when the request declares it and does not return a tool result,
-    else ``reply``. Deciding from the request alone keeps side calls from stealing turns."""
+    else ``reply``. Deciding from the request alone keeps side calls from stealing turns.
+    ``reasoning`` is sent first (DeepSeek reasoning_content, a Gemini thought part);
+    ``tail_signature`` ends Gemini text answers with a signed empty part, as Gemini 3 does."""
     calls = iter(range(1, 10_000))
 
     def handle(req: Received) -> Answer | None:
@@ -500,6 +509,8 @@ def tool_responder(tool: str, args: dict[str, Any], reply: str, reasoning: str =
                 d["name"] == tool for t in body.get("tools") or () for d in t["functionDeclarations"]
             )
             parts: list[dict[str, Any]] = [{"text": reply}]
+            if tail_signature:
+                parts.append({"text": "", "thoughtSignature": SIG_TAIL})
             if declared and not gemini_ends_in_tool_result(body):
                 parts = [{"functionCall": {"name": tool, "args": args}, "thoughtSignature": SIG_CALL}]
             if reasoning:
@@ -630,6 +641,40 @@ def test_tool_result_error_reaches_each_upstream_in_its_own_form(
         ]
 
 
+def charge_nano(model: str, usage: dict[str, int]) -> int:
+    """The catalogue price of ``model`` (USD per million tokens) applied to Anthropic-split usage,
+    rounded once, half up, to nano-USD."""
+    price = yaml.safe_load(BUILTIN.read_text())["models"][model]["price"]
+    usd = sum(Fraction(str(price[k])) * n for k, n in usage.items()) / 10**6
+    return math.floor(usd * 10**9 + Fraction(1, 2))
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole"])
+@pytest.mark.parametrize("model", TRANSLATED)
+def test_translated_usage_is_recorded_in_anthropic_split_and_billed_at_the_vendor_price(
+    gateway: Gateway, client: Client, fake: FakeUpstream, model: str, stream: bool
+) -> None:
+    fake.handler = tool_responder("get_weather", {}, "Fine.")
+    final = client.ask(
+        stream, {"model": model, "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}
+    )
+    rid = client.tee.headers["request-id"]
+    gateway.wait_settled([rid])
+    ((inp, out, read, w5m, cost, asked, status),) = gateway.query(
+        "SELECT input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens, cost, model_asked, status "
+        "FROM usage_records WHERE request_id = ?",
+        rid,
+    )
+    output = 30 + (12 if model == "gemini-3-1-pro" else 0)
+    assert (inp, out, read, w5m, asked, status) == (100, output, 20, 0, model, "succeeded")
+    assert (final.usage.input_tokens, final.usage.output_tokens, final.usage.cache_read_input_tokens) == (
+        100,
+        output,
+        20,
+    )
+    assert cost == charge_nano(model, {"input": 100, "output": output, "cache_read": 20}) > 0
+
+
 # ---------------------------------------------------------------- 3. thinking round trips
 
 
@@ -681,7 +726,7 @@ def test_deepseek_reasoning_comes_back_as_thinking_and_returns_as_reasoning_cont
 
 def gemini_thinking_turns(n: int, body: dict[str, Any]) -> list[dict[str, Any]]:
     """Gemini 3 with thoughts on: a summary then a signed functionCall; after the tool result a
-    signed thought, the answer, and the trailing empty part that carries a signature."""
+    signed thought, the answer in two parts, and the trailing empty part that carries a signature."""
     if not gemini_ends_in_tool_result(body):
         return [
             {"text": "**Checking** the weather tool is needed.", "thought": True},
@@ -692,7 +737,8 @@ def gemini_thinking_turns(n: int, body: dict[str, Any]) -> list[dict[str, Any]]:
         ]
     return [
         {"text": "The tool says sunny.", "thought": True, "thoughtSignature": SIG_THOUGHT},
-        {"text": "It is sunny in Paris."},
+        {"text": "It is sunny"},
+        {"text": " in Paris."},
         {"text": "", "thoughtSignature": SIG_TAIL},
     ]
 
@@ -729,10 +775,13 @@ def test_gemini_thoughts_come_back_as_thinking_and_signatures_return_on_their_pa
         },
     ]
     second = client.ask(stream, {**req, "messages": messages})
-    assert [b.type for b in second.content] == ["thinking", "text", "thinking"]
+    # The signature after the answer text is left out: a thinking block there would end the
+    # message after the answer (see GeminiStreamTranslator); Gemini validates only call signatures.
+    assert [b.type for b in second.content] == ["thinking", "text"]
     assert second.content[0].thinking == "The tool says sunny."
     assert second.content[0].signature == gateway_signature("gemini-thought", SIG_THOUGHT)
-    assert second.content[2].signature == gateway_signature("gemini-next", SIG_TAIL)
+    assert second.content[1].text == "It is sunny in Paris."
+    assert SIG_TAIL not in json.dumps(blocks(second))
     assert second.stop_reason == "end_turn" and second.usage.output_tokens == 30 + 12
 
     messages += [{"role": "assistant", "content": blocks(second)}, {"role": "user", "content": "Thanks!"}]
@@ -753,9 +802,104 @@ def test_gemini_thoughts_come_back_as_thinking_and_signatures_return_on_their_pa
     assert contents[3]["parts"] == [
         {"text": "The tool says sunny.", "thought": True, "thoughtSignature": SIG_THOUGHT},
         {"text": "It is sunny in Paris."},
-        {"text": "", "thoughtSignature": SIG_TAIL},
     ]
     assert sent[1]["contents"][1] == contents[1]
+
+
+def test_a_conversation_moves_between_vendors_and_each_gets_a_history_it_accepts(
+    client: Client, fake: FakeUpstream
+) -> None:
+    """Gemini calls a tool, DeepSeek reads the result, Claude answers next, Gemini again last (as
+    when a Claude Code user switches /model): Gemini signatures go back only to Gemini, on their
+    part; thinking the gateway signed never reaches Claude, which would reject its signature."""
+    calls = iter(range(1, 100))
+
+    def handle(req: Received) -> Answer | None:
+        if ":streamGenerateContent" in req.path and next(calls) == 1:
+            return gemini_answer(gemini_thinking_turns(1, req.json()), True, GEMINI_USAGE, "move-1")
+        return None
+
+    fake.handler = handle
+    tools = {"tools": [WEATHER], "max_tokens": 500, "thinking": {"type": "enabled", "budget_tokens": 2048}}
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "Weather in Paris?"}]
+    first = client.ask(True, {**tools, "model": "gemini-3-1-pro", "messages": messages})
+    call = first.content[1]
+    messages += [
+        {"role": "assistant", "content": blocks(first)},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny"}]},
+    ]
+    for model in ("deepseek-v4-pro", "claude-sonnet-4-6", "gemini-3-1-pro"):
+        answer = client.ask(True, {**tools, "model": model, "messages": messages})
+        assert answer.stop_reason == "end_turn" and answer.model == model
+        messages += [
+            {"role": "assistant", "content": blocks(answer)},
+            {"role": "user", "content": "And now?"},
+        ]
+
+    deepseek = upstream_calls(fake, "deepseek-v4-pro")[-1]["messages"]
+    assert deepseek[1] == {
+        "role": "assistant",
+        "content": None,
+        "reasoning_content": "",
+        "tool_calls": [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
+            }
+        ],
+    }
+    claude = fake.requests_to("/anthropic/v1/messages")[-1].json()["messages"]
+    assert "bytespike:1:" not in json.dumps(claude)
+    assert claude[1]["content"] == [
+        {"type": "tool_use", "id": call.id, "name": "get_weather", "input": {"city": "Paris"}}
+    ]
+    gemini = upstream_calls(fake, "gemini-3-1-pro")[-1]["contents"]
+    assert gemini[1]["parts"] == [
+        {
+            "functionCall": {"id": call.id, "name": "get_weather", "args": {"city": "Paris"}},
+            "thoughtSignature": SIG_CALL,
+        }
+    ]
+    assert [c["role"] for c in gemini] == ["user", "model", "user", "model", "user", "model", "user"]
+
+
+TEXT_SIGNATURE_PLACES = {
+    "first-part": [{"text": "It is", "thoughtSignature": SIG_TAIL}, {"text": " sunny."}],
+    "last-part": [{"text": "It is"}, {"text": " sunny.", "thoughtSignature": SIG_TAIL}],
+    "trailing-empty-part": [
+        {"text": "It is"},
+        {"text": " sunny."},
+        {"text": "", "thoughtSignature": SIG_TAIL},
+    ],
+}
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole"])
+@pytest.mark.parametrize("place", list(TEXT_SIGNATURE_PLACES))
+def test_gemini_text_answer_stays_one_last_text_block_wherever_its_signature_comes(
+    client: Client, fake: FakeUpstream, place: str, stream: bool
+) -> None:
+    """Clients read the answer from the last text block (Claude Code prints only that one): a
+    signature may go back before the text, never split it or follow it."""
+    fake.handler = lambda req: (
+        gemini_answer(
+            TEXT_SIGNATURE_PLACES[place], ":streamGenerateContent" in req.path, GEMINI_USAGE, "sig-1"
+        )
+        if len(fake.received) == 1
+        else None
+    )
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "Weather?"}]
+    first = client.ask(stream, {"model": "gemini-3-1-pro", "max_tokens": 50, "messages": messages})
+    assert first.content[-1].type == "text" and first.content[-1].text == "It is sunny."
+    assert [b.type for b in first.content].count("text") == 1
+    messages += [{"role": "assistant", "content": blocks(first)}, {"role": "user", "content": "Sure?"}]
+    client.ask(stream, {"model": "gemini-3-1-pro", "max_tokens": 50, "messages": messages})
+    model_turn = upstream_calls(fake, "gemini-3-1-pro")[-1]["contents"][1]
+    if place == "first-part":
+        assert model_turn["parts"] == [{"text": "It is sunny.", "thoughtSignature": SIG_TAIL}]
+    else:
+        assert model_turn["parts"] == [{"text": "It is sunny."}]
 
 
 # ---------------------------------------------------------------- 4. arbitrary chunk boundaries

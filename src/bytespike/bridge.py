@@ -182,7 +182,7 @@ class Plan:
             return ChatStreamTranslator(model, tool_names=self._names)
         from .translate.gemini import GeminiStreamTranslator
 
-        return GeminiStreamTranslator(model, tool_names=self._names)
+        return GeminiStreamTranslator(model, tool_names=self._names, late_text_signatures=False)
 
     def convert(self, raw: bytes, provider: ProviderConfig, dep: DeploymentConfig) -> tuple[bytes, dict[str, Any]]:
         """A whole upstream answer -> (client bytes, Anthropic-split usage)."""
@@ -209,7 +209,7 @@ class Plan:
         else:
             from .translate.gemini import from_gemini_response
 
-            message = from_gemini_response(_json(raw), asked, tool_names=self._names)
+            message = from_gemini_response(_json(raw), asked, tool_names=self._names, late_text_signatures=False)
         usage = message.get("usage") or {}
         if self.protocol == "anthropic":
             return orjson.dumps(message), usage

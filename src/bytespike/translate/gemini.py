@@ -71,6 +71,9 @@ CAVEATS: Final[tuple[str, ...]] = (
     "Thinking blocks signed by Anthropic or another vendor are dropped; redacted_thinking is dropped.",
     "Gemini thought signatures travel in thinking blocks signed 'bytespike:1:gemini-...'; keep them "
     "in the history for multi-step tool use.",
+    "A signature Gemini sends after the answer text has begun (on a trailing empty part) is not "
+    "returned: a thinking block after the text would hide the answer from clients that show the "
+    "last text block; Gemini requires signatures back only on function calls.",
     "thinking maps to thinkingBudget (Gemini 2.5) or thinkingLevel (Gemini 3); thought summaries "
     "come back as thinking blocks.",
     "cache_control and metadata.user_id are dropped (Gemini caches implicitly).",
@@ -435,10 +438,13 @@ def _mime_from_url(url: str, default: str) -> str:
 
 
 def from_gemini_response(
-    resp: dict[str, Any], model: str, tool_names: Mapping[str, str] | None = None
+    resp: dict[str, Any],
+    model: str,
+    tool_names: Mapping[str, str] | None = None,
+    late_text_signatures: bool = True,
 ) -> dict[str, Any]:
     """GenerateContentResponse -> Anthropic Message (``model`` = what the client asked for)."""
-    translator = GeminiStreamTranslator(model, None, tool_names)
+    translator = GeminiStreamTranslator(model, None, tool_names, late_text_signatures)
     translator.feed(resp)
     translator.finish()
     return translator.message()
@@ -450,14 +456,25 @@ class GeminiStreamTranslator:
     Each chunk holds only new parts; usageMetadata repeats cumulatively (last wins); finishReason
     comes on the last chunk. Blocks close at finishReason; message_delta and message_stop go out at
     ``finish()`` (end of the upstream stream), so trailing chunks still count.
+
+    ``late_text_signatures=False`` drops a signature that comes on a text part once the answer text
+    has begun (Gemini 3 ends text answers with a signed empty part): carried in a thinking block
+    there, it would split the answer or end the message after it, and clients that read the last
+    text block (Claude Code's printed result) would lose the answer. Gemini validates only
+    functionCall signatures, so the next turn is still accepted.
     """
 
     def __init__(
-        self, model: str, message_id: str | None = None, tool_names: Mapping[str, str] | None = None
+        self,
+        model: str,
+        message_id: str | None = None,
+        tool_names: Mapping[str, str] | None = None,
+        late_text_signatures: bool = True,
     ) -> None:
         self.model = model
         self._message_id = message_id
         self._names = dict(tool_names or {})
+        self._late_text_signatures = late_text_signatures
         self._builder: MessageStreamBuilder | None = None
         self._finish_reason: str | None = None
         self._calls = 0
@@ -531,6 +548,10 @@ class GeminiStreamTranslator:
                 out += builder.signature(gateway_signature(SIG_GEMINI_THOUGHT, sig))
             return out
         call = part.get("functionCall")
+        if sig and not isinstance(call, Mapping) and not self._late_text_signatures and any(
+            b["type"] == "text" for b in builder.content
+        ):
+            sig = ""
         if not (text or isinstance(call, Mapping)):
             return builder.signature(gateway_signature(SIG_GEMINI_NEXT, sig)) if sig else []
         out = builder.signature(gateway_signature(SIG_GEMINI_NEXT, sig)) if sig else []
