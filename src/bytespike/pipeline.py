@@ -100,11 +100,11 @@ async def _infer(state: State, scope: Scope, receive: Receive, send: Send, proto
         return
     except Exception:  # a gateway fault: the client still gets a clean error and nothing is billed
         log.exception("request %s failed inside the gateway", call.request_id)
-        if started:
-            return
         err = GatewayError("api_error", "internal gateway error; the request was not billed")
-        await _send_error(send, call, err)
-        await _settle_failure(state, call, err)
+        if call.first_byte is None:
+            await _send_error(send, call, err)
+        if call.outcome is None:
+            await _settle_failure(state, call, err)
     except asyncio.CancelledError:
         # The shutdown deadline passed: the usage record is still written and the client told; the
         # request ends here rather than as a crash in the server's log.

@@ -28,6 +28,18 @@ class Relay(Protocol):
     def fail(self, err: GatewayError) -> bytes: ...
 
 
+def delta_chars(event: dict[str, Any]) -> int:
+    """Characters of generated output one ``content_block_delta`` carries (text, thinking, tool JSON)."""
+    delta = event.get("delta")
+    if not isinstance(delta, dict):
+        return 0
+    for field in ("text", "partial_json", "thinking"):
+        value = delta.get(field)
+        if isinstance(value, str):
+            return len(value)
+    return 0
+
+
 def merge_usage(into: dict[str, Any], usage: dict[str, Any] | None) -> None:
     """Anthropic usage is cumulative: later values replace earlier ones, field by field."""
     if not usage:
@@ -74,7 +86,10 @@ class AnthropicPassthrough:
 
     def _observe(self, event: str, data: str) -> None:
         if event == "content_block_delta":
-            self.output_chars += len(data)
+            try:
+                self.output_chars += delta_chars(orjson.loads(data))
+            except orjson.JSONDecodeError:
+                pass
             return
         if event in ("message_start", "message_delta"):
             try:
@@ -295,7 +310,12 @@ class TranslatedRelay:
         out: Events = []
         for ev in self._parser.feed(chunk):
             out.extend(self._one(ev.event, ev.data))
-        return self._sink.events(out) if out else b""
+        if not out:
+            return b""
+        for name, data in out:
+            if name == "content_block_delta":
+                self.output_chars += delta_chars(data)
+        return self._sink.events(out)
 
     def _one(self, name: str, data: str) -> Events:
         if data == "[DONE]":
@@ -310,15 +330,12 @@ class TranslatedRelay:
         if self._anthropic:
             if name in ("ping", ""):
                 return []
-            if name == "content_block_delta":
-                self.output_chars += len(data)
             return self._source.feed_event(name, payload)
         if isinstance(payload, dict) and "error" in payload and not payload.get("choices") \
                 and not payload.get("candidates"):
             err = payload["error"] if isinstance(payload["error"], dict) else {}
             self._failed = True
             return self._source.fail("api_error", str(err.get("message") or "the upstream stream failed"))
-        self.output_chars += len(data) // 4
         return self._source.feed(payload)
 
     def end(self) -> bytes:
