@@ -95,3 +95,26 @@ def test_claude_code_runs_a_tool_loop_through_gpt(gateway: Gateway, fake: FakeUp
     assert tool["tool_call_id"] == call["id"] and "bytespike-tool-ran" in tool["content"]
     assert all(t["model"] == "gpt-5.5" for t in turns)
     assert all("x-anthropic-billing-header" not in orjson.dumps(t).decode() for t in turns)
+
+
+@needs_claude
+def test_claude_code_keeps_deepseek_reasoning_through_a_tool_loop(
+    gateway: Gateway, fake: FakeUpstream
+) -> None:
+    """DeepSeek in thinking mode wants each tool-calling turn's reasoning_content back: it travels
+    through Claude Code as a thinking block and returns on the assistant message."""
+    acct = gateway.account()
+    reasoning = "The user wants the marker; run it with Bash."
+    fake.handler = tool_responder("Bash", MARKER, "final answer through deepseek", reasoning=reasoning)
+    done = run_claude(
+        gateway.url, acct["key"], "run the marker", model="deepseek-v4-pro", allowed_tools=["Bash"]
+    )
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert done.stdout.strip() == "final answer through deepseek"
+
+    turns = [r.json() for r in fake.received if r.path == "/deepseek/chat/completions"]
+    answered = [t for t in turns if any(m["role"] == "tool" for m in t["messages"])]
+    assert answered and all(t["thinking"] == {"type": "enabled"} for t in turns)
+    (assistant,) = [m for m in answered[-1]["messages"] if m.get("tool_calls")]
+    assert assistant["reasoning_content"] == reasoning
+    assert assistant["tool_calls"][0]["function"]["name"] == "Bash"
