@@ -331,6 +331,12 @@ class Billing:
         u = money.Usage.from_anthropic(usage) if usage is not None else money.Usage()
         billable = outcome in (Outcome.SUCCEEDED, Outcome.CLIENT_DISCONNECTED) and usage is not None
         charge = money.cost(u, ticket.price, ticket.multiplier) if (billable and ticket is not None) else 0
+        if ticket is not None and self.enabled and charge > ticket.hold:
+            # Only content the upstream fetched by URL can outgrow the hold's input estimate. The
+            # hold is what the wallet promised, so that is the most charged: never an overdraft.
+            log.warning("request %s cost %d nano-USD, more than its hold %d; charged the hold",
+                        request_id, charge, ticket.hold)
+            charge = ticket.hold
         if ticket is not None and ticket.windows is not None and ticket.window_ticket is not None:
             if billable:
                 ticket.windows.settle(ticket.window_ticket, now, charge, u.total_tokens)
