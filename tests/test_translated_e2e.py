@@ -121,7 +121,8 @@ class Client:
         method = self.sdk.messages.stream if stream else self.sdk.messages.create
         known = inspect.signature(method).parameters
         # This SDK release has no sampling parameters (temperature, top_p, top_k): they go as extra body.
-        args = {k: v for k, v in req.items() if k in known and k != "stream"}
+        req = {k: v for k, v in req.items() if k != "stream"}
+        args = {k: v for k, v in req.items() if k in known}
         extra = {k: v for k, v in req.items() if k not in known}
         if extra:
             args["extra_body"] = extra
