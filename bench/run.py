@@ -76,7 +76,7 @@ def machine(plan: Plan, placement: str) -> dict[str, Any]:
             versions.append(f"{pkg} {metadata.version(pkg)}")
         except metadata.PackageNotFoundError:
             continue
-    return {
+    meta: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "cpu": cpu, "cores": os.cpu_count(), "kernel": f"Linux {platform.release()}",
         "python": f"{platform.python_implementation()} {platform.python_version()}",
@@ -87,6 +87,10 @@ def machine(plan: Plan, placement: str) -> dict[str, Any]:
                      + ("in one write" if plan.whole_streams else "one write per event")),
         "wrk": shutil.which("wrk") or wrk.WRK,
     }
+    inherited = sorted(f"{k}={v}" for k, v in os.environ.items() if k.startswith("BYTESPIKE_"))
+    if inherited:
+        meta["settings"] += "; gateway environment: " + " ".join(inherited)
+    return meta
 
 
 def _load() -> str:

@@ -246,6 +246,7 @@ class Bench:
         def progress(done: int) -> None:
             rows.append({"stage": f"{round(done / total * 100)}%", "done": done,
                          "rss_mib": procs.rss_kib(gw.pid) / 1024})
+            self.log(f"soak: {done:,} of {total:,} requests, gateway RSS {rows[-1]['rss_mib']:.1f} MiB")
 
         targets = [self.routes[n].gateway for n in SOAK_ROUTES]
         res = self.run(loadgen.load(url, targets, total, conc, on_progress=progress, every=step))
