@@ -19,8 +19,14 @@ Events = list[tuple[str, dict[str, Any]]]
 
 
 class Relay(Protocol):
-    usage: dict[str, Any]
-    ok: bool
+    """What the pipeline reads while relaying: usage so far (Anthropic split), whether the stream
+    ended properly, and output size so far."""
+
+    @property
+    def usage(self) -> dict[str, Any]: ...
+    @property
+    def ok(self) -> bool: ...
+
     output_chars: int
 
     def feed(self, chunk: bytes) -> bytes: ...
