@@ -99,6 +99,10 @@ def crash_with_unsettled_answers(gw: Gateway, fake: FakeUpstream, acct: dict[str
     reader = threading.Thread(target=read_stream)
     reader.start()
     assert streaming.wait(5)
+    # Hold rows are written behind admission, within milliseconds: kill once they are all down.
+    deadline = time.time() + 5
+    while set(books(gw, acct["account_id"])["holds"]) != {*answered, *stream_id} and time.time() < deadline:
+        time.sleep(0.01)
     before = books(gw, acct["account_id"])
     gw.stop(signal.SIGKILL)
     reader.join(10)

@@ -14,7 +14,8 @@ from .asgi import Receive, Scope, Send
 from .config import Settings
 from .logs import LogSink
 from .state import State
-from .store.db import upgrade
+from .store.db import sqlite_path, upgrade
+from .wallet import DatabaseInUse, own_sqlite
 
 log = logging.getLogger("bytespike")
 
@@ -41,14 +42,24 @@ class Endpoint:
 
 
 def create_app(settings: Settings, *, demo: bool = False, extra_routes: list[Any] | None = None,
-               on_ready: Callable[[State], Awaitable[None]] | None = None) -> Router:
+               on_ready: Callable[[State], Awaitable[None]] | None = None, processes: int = 1) -> Router:
+    """``processes``: how many gateway processes share the database (``serve --workers``)."""
     holder = _Holder()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
         await upgrade(settings.database_url)
         sink = LogSink()
-        state = State.build(settings, demo=demo)
+        path = sqlite_path(settings.database_url)
+        owned = None
+        if path and processes == 1 and not settings.redis_url:
+            try:
+                owned = own_sqlite(path)
+            except DatabaseInUse as exc:
+                log.error("%s", exc)
+                sink.close()
+                raise
+        state = State.build(settings, demo=demo, local=owned is not None)
         await state.billing.start()
         holder.state = state
         if on_ready is not None:
@@ -59,6 +70,8 @@ def create_app(settings: Settings, *, demo: bool = False, extra_routes: list[Any
             holder.state = None
             await state.close()
             sink.close()
+            if owned is not None:
+                owned.close()
 
     def ep(fn: Handler) -> Endpoint:
         return Endpoint(fn, holder)

@@ -48,9 +48,10 @@ class _Cached:
 class KeyLookup:
     """Finds the key behind a request.
 
-    On SQLite the row is read on every request through a private read-only connection (tens of
-    microseconds), so a revocation by another process takes effect on the very next request. On
-    PostgreSQL lookups are cached for ``ttl`` seconds.
+    On SQLite lookups are cached until the database changes: ``PRAGMA data_version`` on a private
+    read-only connection (microseconds) tells when any other connection committed, so a
+    revocation by another process takes effect on the very next request. On PostgreSQL lookups
+    are cached for ``ttl`` seconds.
     """
 
     def __init__(self, db: Database, accounts: Accounts, ttl: float = 2.0) -> None:
@@ -59,6 +60,7 @@ class KeyLookup:
         self._cache: dict[str, _Cached] = {}
         self._sqlite: sqlite3.Connection | None = None
         self._sqlite_file = sqlite_path(db.url)
+        self._version: int | None = None
 
     def close(self) -> None:
         if self._sqlite is not None:
@@ -70,8 +72,19 @@ class KeyLookup:
             self._sqlite = sqlite3.connect(f"file:{self._sqlite_file}?mode=ro", uri=True, check_same_thread=False)
             self._sqlite.row_factory = sqlite3.Row
         if self._sqlite is not None:
+            version = self._sqlite.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._version:
+                self._version = version
+                self._cache.clear()
+            cached = self._cache.get(h)
+            if cached is not None:
+                return cached.record
             row = self._sqlite.execute("SELECT * FROM api_keys WHERE key_hash = ?", (h,)).fetchone()
-            return _RowKey.record(row) if row is not None else None
+            record = _RowKey.record(row) if row is not None else None
+            if len(self._cache) > 100_000:
+                self._cache.clear()
+            self._cache[h] = _Cached(record, 0.0)
+            return record
         now = time.monotonic()
         hit = self._cache.get(h)
         if hit is not None and now - hit.at < self._ttl:

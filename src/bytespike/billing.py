@@ -1,12 +1,12 @@
 """Admission and settlement: limits, the wallet hold, the charge and the usage record.
 
-Admission (before the upstream call) checks the key's rolling windows in memory, then places a
-hold for the request's largest possible cost in one write transaction that also checks the
-balance less open holds, so no account is ever overdrawn however many requests run at once.
-Settlement (after the answer) is queued to a background writer that, per request and in one
-transaction, appends the charge to the ledger (idempotent on the request id), deletes the hold
-and writes the usage record. Failures delete the hold and charge nothing. Holds left by a
-process that died expire and are deleted at start and by a periodic sweep.
+Admission (before the upstream call) checks the key's rolling windows in memory, then holds the
+request's largest possible cost in its wallet (``wallet.py``: in memory when this process owns
+its SQLite database, else in a database transaction), so no account is ever overdrawn however
+many requests run at once. Settlement (after the answer) is queued to one background writer that
+writes, in batches, each request's charge (idempotent on the request id), the release of its hold
+and its usage record, each atomically. Failures release the hold and charge nothing. Holds left by
+a process that died expire and are deleted at start and by a periodic sweep.
 
 Environment switches, read once when ``Billing`` is built:
 
@@ -23,6 +23,7 @@ Environment switches, read once when ``Billing`` is built:
 from __future__ import annotations
 
 import asyncio
+import collections
 import enum
 import logging
 import os
@@ -33,16 +34,18 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import limits as lim
 from . import money
 from .catalogue import Catalogue, Resolved
 from .errors import GatewayError
-from .store.accounts import KeyRecord, append_entry
+from .store import ledger as books
+from .store.accounts import KeyRecord
 from .store.db import Database
-from .store.schema import accounts, holds, ledger, usage_records
+from .store.schema import usage_records
+from .wallet import LocalWallets, SharedWallets, need
 
 log = logging.getLogger("bytespike.billing")
 
@@ -107,7 +110,7 @@ def _env_seconds(env: Mapping[str, str], name: str, default: float) -> float:
 class Billing:
     def __init__(self, db: Database, catalogue: Catalogue, default_windows: tuple[str, ...],
                  hold_seconds: float | None = None, clock: Callable[[], float] | None = None,
-                 environ: Mapping[str, str] | None = None) -> None:
+                 environ: Mapping[str, str] | None = None, local: bool = False) -> None:
         env = os.environ if environ is None else environ
         self.db = db
         self.catalogue = catalogue
@@ -124,9 +127,11 @@ class Billing:
         self._default_windows = tuple(lim.parse_duration(w) for w in default_windows)
         self._prices: dict[str, money.Price] = {}
         self._specs: dict[tuple[str, ...], tuple[lim.WindowSpec, ...]] = {}
-        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._queue: asyncio.Queue[books.HoldRow | books.Settlement] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._loading: dict[str, asyncio.Future[None]] = {}
+        self._wake = asyncio.Event()
+        self.wallets: LocalWallets | SharedWallets = LocalWallets(db, self._put) if local else SharedWallets(db)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -149,8 +154,7 @@ class Billing:
     async def release_expired_holds(self) -> int:
         """Delete holds past their expiry: left by a process that died before settling them."""
         async with self.db.write() as conn:
-            res = await conn.execute(delete(holds).where(holds.c.expires_at <= self.clock()))
-        n = res.rowcount or 0
+            n = await books.delete_expired_holds(conn, self.clock())
         if n:
             log.warning("released %d expired hold(s) left by an unfinished request", n)
         return n
@@ -160,6 +164,8 @@ class Billing:
         are rebuilt from the usage records when the key comes back); returns the holds released."""
         released = await self.release_expired_holds()
         self.limits.prune(self.clock())
+        if isinstance(self.wallets, LocalWallets):
+            self.wallets.forget_idle()
         return released
 
     async def _sweep_loop(self) -> None:
@@ -246,45 +252,13 @@ class Billing:
             err.headers.update(self._headroom(kw, now))
             raise err
         try:
-            hold, lowered = await self._place_hold(request_id, key, input_estimate, lowered or max_tokens, max_tokens,
-                                                   price, mult, hold, now)
+            hold, lowered = await self.wallets.reserve(
+                request_id, key.account_id, key.id, need(input_estimate, lowered or max_tokens, max_tokens, price, mult),
+                now, now + self.hold_seconds)
         except BaseException:
             kw.release(decision)
             raise
         return Ticket(request_id, key.account_id, key.id, hold, price, mult, lowered, kw, decision)
-
-    async def _place_hold(self, request_id: str, key: KeyRecord, input_estimate: int, max_tokens: int,
-                          requested: int, price: money.Price, mult: Decimal, hold: int, now: float
-                          ) -> tuple[int, int | None]:
-        lowered = max_tokens if max_tokens < requested else None
-        async with self.db.write() as conn:
-            if not self.db.sqlite:
-                await conn.execute(select(accounts.c.id).where(accounts.c.id == key.account_id).with_for_update())
-            balance = (await conn.execute(
-                select(ledger.c.balance_after).where(ledger.c.account_id == key.account_id)
-                .order_by(ledger.c.id.desc()).limit(1)
-            )).scalar()
-            held = (await conn.execute(
-                select(func.coalesce(func.sum(holds.c.amount), 0))
-                .where(holds.c.account_id == key.account_id, holds.c.expires_at > now)
-            )).scalar_one()
-            available = int(balance or 0) - int(held)
-            if hold > available:
-                n = money.affordable_max_tokens(max(available, 0), input_estimate, price, mult, max_tokens)
-                if n is None:
-                    raise GatewayError(
-                        "billing_error",
-                        f"insufficient balance: this request needs up to {money.format_usd(hold)} USD held and "
-                        f"the wallet has {money.format_usd(max(available, 0))} USD available",
-                        headers={"x-should-retry": "false"},
-                    )
-                hold = money.hold_amount(input_estimate, n, price, mult)
-                lowered = n if n < requested else None
-            await conn.execute(insert(holds).values(
-                id=request_id, account_id=key.account_id, key_id=key.id, amount=hold, created_at=now,
-                expires_at=now + self.hold_seconds,
-            ))
-        return hold, lowered
 
     def headers(self, ticket: Ticket | None) -> dict[str, str]:
         """Remaining headroom of the key's capped windows (see README, "Limits and rate-limit headers")."""
@@ -324,33 +298,31 @@ class Billing:
     async def settle(self, ticket: Ticket | None, *, request_id: str, key: KeyRecord | None, protocol: str,
                      model_asked: str, model_used: str | None, provider: str | None, upstream_model: str | None,
                      stream: bool, usage: dict[str, Any] | None, outcome: Outcome, http_status: int,
-                     error_type: str | None, latency_ms: float, ttft_ms: float | None) -> None:
+                     error_type: str | None, latency_ms: float, ttft_ms: float | None) -> int:
+        """Queue the request's settlement; returns what it is charged (nano-USD)."""
         if not self.enabled:
-            return
+            return 0
         now = self.clock()
         u = money.Usage.from_anthropic(usage) if usage is not None else money.Usage()
         billable = outcome in (Outcome.SUCCEEDED, Outcome.CLIENT_DISCONNECTED) and usage is not None
         charge = money.cost(u, ticket.price, ticket.multiplier) if (billable and ticket is not None) else 0
-        if ticket is not None and self.enabled and charge > ticket.hold:
-            # Only content the upstream fetched by URL can outgrow the hold's input estimate. The
-            # hold is what the wallet promised, so that is the most charged: never an overdraft.
-            log.warning("request %s cost %d nano-USD, more than its hold %d; charged the hold",
-                        request_id, charge, ticket.hold)
-            charge = ticket.hold
+        if ticket is not None and charge > ticket.hold:
+            # Only content the upstream fetched by URL can outgrow the hold's input estimate; the
+            # answer was delivered, so it is charged in full (the wallet may dip below zero).
+            log.warning("request %s cost %d nano-USD, more than its hold %d", request_id, charge, ticket.hold)
         if ticket is not None and ticket.windows is not None and ticket.window_ticket is not None:
             if billable:
                 ticket.windows.settle(ticket.window_ticket, now, charge, u.total_tokens)
             else:
                 ticket.windows.release(ticket.window_ticket)
-        self._queue.put_nowait({
-            "request_id": request_id,
-            "account_id": ticket.account_id if ticket else (key.account_id if key else None),
-            "key_id": key.id if key else None,
-            "hold": ticket is not None and ticket.hold > 0,
-            "charge": charge,
-            "record": {
-                "request_id": request_id, "created_at": now,
-                "account_id": ticket.account_id if ticket else (key.account_id if key else None),
+        account_id = ticket.account_id if ticket else (key.account_id if key else None)
+        if ticket is not None:
+            self.wallets.settled(account_id, ticket.hold, charge)
+        self._put(books.Settlement(
+            request_id=request_id, account_id=account_id, key_id=key.id if key else None, charge=charge,
+            note=model_asked, had_hold=ticket is not None and ticket.hold > 0,
+            record={
+                "request_id": request_id, "created_at": now, "account_id": account_id,
                 "key_id": key.id if key else None, "protocol": protocol, "model_asked": model_asked,
                 "model_used": model_used, "provider": provider, "upstream_model": upstream_model,
                 "stream": stream, "input_tokens": u.input_tokens if billable else 0,
@@ -361,41 +333,69 @@ class Billing:
                 "cost": charge, "status": outcome.value, "http_status": http_status, "error_type": error_type,
                 "latency_ms": latency_ms, "ttft_ms": ttft_ms,
             },
-        })
+            due=time.monotonic() + self._settle_delay,
+        ))
+        return charge
+
+    def _put(self, item: books.HoldRow | books.Settlement) -> None:
+        self._queue.put_nowait(item)
+        self._wake.set()
 
     async def _write_loop(self) -> None:
+        """One writer for every hold row and settlement: batches, one transaction each, in order."""
+        delayed: collections.deque[books.Settlement] = collections.deque()
         while True:
-            item = await self._queue.get()
-            batch = [item]
-            while len(batch) < 256 and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            if self._settle_delay:
-                await asyncio.sleep(self._settle_delay)
-            try:
-                await self._write(batch)
-            except Exception:  # the writer must outlive one bad batch; retried item by item below
-                log.exception("usage batch failed; writing its records one by one")
-                for one in batch:
+            if self._queue.empty():
+                # Sleep until something is queued or a delayed settlement is due. (Waiting on an
+                # event, not on queue.get under a timeout, so no item can be lost to the timeout.)
+                self._wake.clear()
+                timeout = max(delayed[0].due - time.monotonic(), 0) if delayed else None
+                if timeout is None or timeout > 0:
                     try:
-                        await self._write([one])
-                    except Exception:
-                        log.exception("usage record %s could not be written", one["request_id"])
+                        await asyncio.wait_for(self._wake.wait(), timeout)
+                    except TimeoutError:
+                        pass
+            items: list[books.HoldRow | books.Settlement] = []
+            while len(items) < 512 and not self._queue.empty():
+                items.append(self._queue.get_nowait())
+            new_holds = [i for i in items if isinstance(i, books.HoldRow)]
+            delayed.extend(i for i in items if isinstance(i, books.Settlement))
+            due: list[books.Settlement] = []
+            clock = time.monotonic()
+            while delayed and delayed[0].due <= clock:
+                due.append(delayed.popleft())
+            try:
+                await self._write(new_holds, due)
             finally:
-                for _ in batch:
+                for _ in range(len(new_holds) + len(due)):
                     self._queue.task_done()
 
-    async def _write(self, batch: list[dict[str, Any]]) -> None:
-        async with self.db.write() as conn:
-            for item in batch:
-                rid = item["request_id"]
-                if item["charge"] and item["account_id"]:
-                    exists = (await conn.execute(select(ledger.c.id).where(ledger.c.request_id == rid))).first()
-                    if exists is None:
-                        await append_entry(conn, item["account_id"], "charge", -item["charge"],
-                                           f"{item['record']['model_asked']}", rid, item["key_id"])
-                if item["hold"]:
-                    await conn.execute(delete(holds).where(holds.c.id == rid))
-                await conn.execute(insert(usage_records).values(**item["record"]))
+    async def _write(self, new_holds: list[books.HoldRow], due: list[books.Settlement]) -> None:
+        if not new_holds and not due:
+            return
+        try:
+            async with self.db.write() as conn:
+                await books.insert_holds(conn, new_holds)
+                await books.write_settlements(conn, due, self.clock())
+        except Exception:  # the writer must outlive one bad batch; retried item by item below
+            log.exception("a batch of %d holds and %d settlements failed; writing them one by one",
+                          len(new_holds), len(due))
+            for one in [*new_holds, *due]:
+                try:
+                    async with self.db.write() as conn:
+                        if isinstance(one, books.HoldRow):
+                            await books.insert_holds(conn, [one])
+                        else:
+                            await books.write_settlements(conn, [one], self.clock())
+                except Exception:
+                    log.exception("could not write %s", one)
+                    continue
+                if isinstance(one, books.Settlement):
+                    self.wallets.written(one.account_id, one.charge)
+            return
+        for s in due:
+            if s.charge:
+                self.wallets.written(s.account_id, s.charge)
 
 
 def _refusal(r: lim.Refused) -> GatewayError:

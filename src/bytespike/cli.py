@@ -89,7 +89,8 @@ def serve(
     settings = _settings(config)
     if demo:
         workers = 1
-    os.environ["BYTESPIKE_SERVE"] = orjson.dumps({"config": config, "demo": demo, "host": host, "port": port}).decode()
+    os.environ["BYTESPIKE_SERVE"] = orjson.dumps({"config": config, "demo": demo, "host": host, "port": port,
+                                                 "workers": workers}).decode()
     db_note = settings.database_url
     err.print(f"ByteSpike {'DEMO ' if demo else ''}listening on http://{host}:{port} "
               f"(config: {settings.source}, database: {db_note.split('@')[-1]})")

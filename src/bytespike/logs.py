@@ -44,6 +44,13 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(line, default=str).decode()
 
 
+class _DeferredQueueHandler(logging.handlers.QueueHandler):
+    """Queues records as they are: formatting happens in the writer thread, off the request path."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        return record
+
+
 class LogSink:
     """Routes the ``bytespike`` logger tree through a queue to a JSON writer thread; ``close``
     drains it. Built in the app's lifespan, never at import."""
@@ -53,7 +60,7 @@ class LogSink:
         self._q: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
         out = logging.StreamHandler(stream or sys.stderr)
         out.setFormatter(JsonFormatter())
-        self._handler = logging.handlers.QueueHandler(self._q)
+        self._handler = _DeferredQueueHandler(self._q)
         self._listener = logging.handlers.QueueListener(self._q, out)
         self._was = (self._root.level, self._root.propagate)
         self._root.addHandler(self._handler)

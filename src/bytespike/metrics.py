@@ -151,16 +151,14 @@ class Telemetry:
 
 
 def _billed(call: Call) -> tuple[money.Usage | None, int]:
-    """The usage and charge settlement bills (the same rule as ``Billing.settle``)."""
+    """The usage settlement billed and its charge."""
     if call.outcome not in (Outcome.SUCCEEDED, Outcome.CLIENT_DISCONNECTED) or call.usage is None:
         return None, 0
     try:
         usage = money.Usage.from_anthropic(call.usage)
     except ValueError:  # nonsense counts from upstream: settlement reports them, metrics skip them
         return None, 0
-    if call.ticket is None:
-        return usage, 0
-    return usage, money.cost(usage, call.ticket.price, call.ticket.multiplier)
+    return usage, call.charge
 
 
 async def endpoint(state: State, scope: Scope, receive: Receive, send: Send) -> None:

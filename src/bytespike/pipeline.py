@@ -55,6 +55,7 @@ class Call:
     # how it ended, as settled (or as refused before settlement)
     status: int = 0
     outcome: Outcome | None = None
+    charge: int = 0  # nano-USD, as settlement billed it
     usage: dict[str, Any] | None = None
     error_type: str | None = None
 
@@ -299,7 +300,7 @@ async def _settle(state: State, call: Call, usage: dict[str, Any] | None, outcom
                   error_type: str | None = None) -> None:
     call.status, call.outcome, call.usage, call.error_type = status, outcome, usage, error_type
     now = time.perf_counter()
-    await state.billing.settle(
+    call.charge = await state.billing.settle(
         call.ticket,
         request_id=call.request_id,
         key=call.key,

@@ -70,4 +70,4 @@ def factory():  # type: ignore[no-untyped-def]
         settings = demo_settings(settings, opts.get("host", "127.0.0.1"), int(opts.get("port", 8080)))
         return create_app(settings, demo=True, extra_routes=[Mount("/_demo", simulator.app)],
                           on_ready=_demo_account)
-    return create_app(settings)
+    return create_app(settings, processes=int(opts.get("workers", 1)))

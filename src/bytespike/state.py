@@ -29,7 +29,8 @@ class State:
     demo: bool = False
 
     @classmethod
-    def build(cls, settings: Settings, *, demo: bool = False) -> State:
+    def build(cls, settings: Settings, *, demo: bool = False, local: bool = False) -> State:
+        """``local``: this process is the only gateway on its database, so wallets decide in memory."""
         db = Database(settings.database_url)
         accounts = Accounts(db)
         catalogue = Catalogue(settings)
@@ -40,7 +41,7 @@ class State:
             db=db,
             accounts=accounts,
             keys=KeyLookup(db, accounts),
-            billing=Billing(db, catalogue, settings.default_limits),
+            billing=Billing(db, catalogue, settings.default_limits, local=local),
             router=router,
             upstreams=Upstreams(settings.providers),
             telemetry=Telemetry(settings, router),

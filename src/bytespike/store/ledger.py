@@ -1,0 +1,111 @@
+"""The SQL of money: balances, open holds, and the batched write of holds and settlements.
+
+A settlement is the charge (a ledger entry, idempotent on the request id), the release of its
+hold and its usage record. A batch of them is written in one transaction, so each one is atomic
+and the writer pays for one commit per batch, not per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from .schema import holds, ledger, usage_records
+
+
+@dataclass(slots=True)
+class HoldRow:
+    id: str
+    account_id: str
+    key_id: str | None
+    amount: int
+    created_at: float
+    expires_at: float
+
+
+@dataclass(slots=True)
+class Settlement:
+    request_id: str
+    account_id: str | None
+    key_id: str | None
+    charge: int
+    note: str
+    had_hold: bool
+    record: dict[str, Any] = field(default_factory=dict)
+    due: float = 0.0  # monotonic time before which it is not written (tests widen the gap this way)
+
+
+async def balance(conn: AsyncConnection, account_id: str) -> int:
+    row = (await conn.execute(
+        select(ledger.c.balance_after).where(ledger.c.account_id == account_id).order_by(ledger.c.id.desc()).limit(1)
+    )).first()
+    return int(row[0]) if row is not None else 0
+
+
+async def open_holds(conn: AsyncConnection, account_id: str, now: float) -> list[tuple[float, int]]:
+    """(expires_at, amount) of the account's unexpired holds."""
+    rows = (await conn.execute(
+        select(holds.c.expires_at, holds.c.amount).where(holds.c.account_id == account_id, holds.c.expires_at > now)
+    )).all()
+    return [(float(r[0]), int(r[1])) for r in rows]
+
+
+async def held(conn: AsyncConnection, account_id: str, now: float) -> int:
+    return int((await conn.execute(
+        select(func.coalesce(func.sum(holds.c.amount), 0))
+        .where(holds.c.account_id == account_id, holds.c.expires_at > now)
+    )).scalar_one())
+
+
+async def insert_holds(conn: AsyncConnection, rows: Sequence[HoldRow]) -> None:
+    if rows:
+        await conn.execute(insert(holds), [
+            {"id": r.id, "account_id": r.account_id, "key_id": r.key_id, "amount": r.amount,
+             "created_at": r.created_at, "expires_at": r.expires_at} for r in rows])
+
+
+async def delete_expired_holds(conn: AsyncConnection, now: float) -> int:
+    res = await conn.execute(delete(holds).where(holds.c.expires_at <= now))
+    return res.rowcount or 0
+
+
+async def write_settlements(conn: AsyncConnection, items: Sequence[Settlement], now: float) -> None:
+    """Charges, hold releases and usage records of ``items``, in the caller's write transaction.
+
+    Balances are read once per account and carried forward entry by entry; a request id already
+    in the ledger is never charged again.
+    """
+    if not items:
+        return
+    charged = [s for s in items if s.charge and s.account_id]
+    if charged:
+        ids = [s.request_id for s in charged]
+        seen = {r[0] for r in (await conn.execute(
+            select(ledger.c.request_id).where(ledger.c.request_id.in_(ids)))).all()}
+        running: dict[str, int] = {}
+        entries = []
+        for s in charged:
+            if s.request_id in seen:
+                continue
+            assert s.account_id is not None
+            if s.account_id not in running:
+                running[s.account_id] = await balance(conn, s.account_id)
+            running[s.account_id] -= s.charge
+            entries.append({"account_id": s.account_id, "kind": "charge", "amount": -s.charge,
+                            "balance_after": running[s.account_id], "request_id": s.request_id,
+                            "key_id": s.key_id, "note": s.note, "created_at": now})
+        if entries:
+            await conn.execute(insert(ledger), entries)
+    released = [s.request_id for s in items if s.had_hold]
+    for chunk in _chunks(released, 500):
+        await conn.execute(delete(holds).where(holds.c.id.in_(chunk)))
+    await conn.execute(insert(usage_records), [s.record for s in items])
+
+
+def _chunks(seq: Sequence[str], n: int) -> Iterable[Sequence[str]]:
+    for i in range(0, len(seq), n):
+        yield seq[i:i + n]
