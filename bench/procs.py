@@ -10,6 +10,7 @@ import asyncio
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -115,6 +116,20 @@ def write_config(workdir: Path, fake_url: str) -> tuple[Path, str]:
     path = workdir / "bytespike.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path, db_url
+
+
+def clone_config(config: Path, name: str) -> Path:
+    """A copy of ``config`` on a snapshot of its SQLite database (same accounts and keys), for a
+    second gateway: one process owns each SQLite database."""
+    cfg = yaml.safe_load(config.read_text())
+    src = cfg["database_url"].split(":///", 1)[1]
+    dst = config.parent / f"{name}.db"
+    with sqlite3.connect(src) as a, sqlite3.connect(dst) as b:
+        a.backup(b)
+    cfg["database_url"] = f"sqlite:///{dst}"
+    path = config.parent / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
 
 
 def create_accounts(db_url: str, usd: str) -> tuple[str, str]:

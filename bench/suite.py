@@ -112,9 +112,11 @@ class Bench:
         self.routes = routes(self.key)
 
     def gateway(self, server: str = "uvicorn", env: dict[str, str] | None = None,
-                name: str = "gateway") -> tuple[procs.Proc, str]:
+                name: str = "gateway", own_db: bool = False) -> tuple[procs.Proc, str]:
+        """``own_db``: a second gateway running beside the main one gets a snapshot of its database."""
         self.log(f"starting {name} ({server})")
-        p, url = procs.start_gateway(self.dir, self.config, server=server, workers=self.plan.workers,
+        config = procs.clone_config(self.config, name.replace(" ", "-")) if own_db else self.config
+        p, url = procs.start_gateway(self.dir, config, server=server, workers=self.plan.workers,
                                      cpus=self.gw_cpus, env=env, name=name)
         self.running.append(p)
         return p, url
@@ -180,7 +182,7 @@ class Bench:
 
     def billing(self, gw_url: str) -> dict[str, Any]:
         """Billing on (the main gateway) vs off (a second gateway started with BYTESPIKE_BILLING=off)."""
-        off, off_url = self.gateway(env=dict([BILLING_OFF]), name="gateway billing off")
+        off, off_url = self.gateway(env=dict([BILLING_OFF]), name="gateway billing off", own_db=True)
         try:
             route = self.routes["native-json"]
             client = loadgen.Client(off_url)
@@ -214,7 +216,7 @@ class Bench:
             return {"available": False, "reason": "skipped (--no-granian)"}
         if not (procs.BIN / "granian").exists():
             return {"available": False, "reason": f"granian is not installed in {procs.BIN}"}
-        gr, gr_url = self.gateway(server="granian", name="gateway granian")
+        gr, gr_url = self.gateway(server="granian", name="gateway granian", own_db=True)
         try:
             lat = []
             for name in ("native-json", "native-stream"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -11,6 +12,7 @@ from starlette.routing import Mount, Route, Router
 
 from . import endpoints, metrics, pipeline
 from .asgi import Receive, Scope, Send
+from .billing import billing_enabled
 from .config import Settings
 from .logs import LogSink
 from .state import State
@@ -52,7 +54,7 @@ def create_app(settings: Settings, *, demo: bool = False, extra_routes: list[Any
         sink = LogSink()
         path = sqlite_path(settings.database_url)
         owned = None
-        if path and processes == 1 and not settings.redis_url:
+        if path and processes == 1 and not settings.redis_url and billing_enabled(os.environ):
             try:
                 owned = own_sqlite(path)
             except DatabaseInUse as exc:

@@ -94,6 +94,11 @@ class FileClock:
         return time.time() + float(text)
 
 
+def billing_enabled(env: Mapping[str, str]) -> bool:
+    """False when ``BYTESPIKE_BILLING`` turns money and limits off (benchmarking only)."""
+    return env.get("BYTESPIKE_BILLING", "on").strip().lower() not in ("off", "0", "false", "no")
+
+
 def _env_seconds(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name, "").strip()
     if not raw:
@@ -120,7 +125,7 @@ class Billing:
         self.clock: Callable[[], float] = clock
         self.hold_seconds = hold_seconds if hold_seconds is not None else \
             _env_seconds(env, "BYTESPIKE_HOLD_SECONDS", HOLD_GRACE_SECONDS)
-        self.enabled = env.get("BYTESPIKE_BILLING", "on").strip().lower() not in ("off", "0", "false", "no")
+        self.enabled = billing_enabled(env)
         self._settle_delay = _env_seconds(env, "BYTESPIKE_SETTLE_DELAY", 0.0)
         self._sweeper: asyncio.Task[None] | None = None
         self.limits = lim.LimitRegistry()
