@@ -48,10 +48,10 @@ class _Cached:
 class KeyLookup:
     """Finds the key behind a request.
 
-    On SQLite lookups are cached until the database changes: ``PRAGMA data_version`` on a private
-    read-only connection (microseconds) tells when any other connection committed, so a
-    revocation by another process takes effect on the very next request. On PostgreSQL lookups
-    are cached for ``ttl`` seconds.
+    On SQLite lookups are cached until a key changes: every change bumps a counter beside the
+    database that each process reads from shared memory on every request, so a revocation by
+    another process (the CLI) takes effect on the very next request, and a lookup costs no
+    database call. On PostgreSQL lookups are cached for ``ttl`` seconds.
     """
 
     def __init__(self, db: Database, accounts: Accounts, ttl: float = 2.0) -> None:
@@ -61,6 +61,7 @@ class KeyLookup:
         self._sqlite: sqlite3.Connection | None = None
         self._sqlite_file = sqlite_path(db.url)
         self._version: int | None = None
+        self._changes = db.key_changes if self._sqlite_file else None
 
     def close(self) -> None:
         if self._sqlite is not None:
@@ -68,17 +69,17 @@ class KeyLookup:
 
     async def find(self, key: str) -> KeyRecord | None:
         h = digest(key)
-        if self._sqlite is None and self._sqlite_file:
-            self._sqlite = sqlite3.connect(f"file:{self._sqlite_file}?mode=ro", uri=True, check_same_thread=False)
-            self._sqlite.row_factory = sqlite3.Row
-        if self._sqlite is not None:
-            version = self._sqlite.execute("PRAGMA data_version").fetchone()[0]
+        if self._changes is not None:
+            version = self._changes.value()
             if version != self._version:
                 self._version = version
                 self._cache.clear()
             cached = self._cache.get(h)
             if cached is not None:
                 return cached.record
+            if self._sqlite is None:
+                self._sqlite = sqlite3.connect(f"file:{self._sqlite_file}?mode=ro", uri=True, check_same_thread=False)
+                self._sqlite.row_factory = sqlite3.Row
             row = self._sqlite.execute("SELECT * FROM api_keys WHERE key_hash = ?", (h,)).fetchone()
             record = _RowKey.record(row) if row is not None else None
             if len(self._cache) > 100_000:

@@ -149,6 +149,9 @@ class Telemetry:
         self.metrics.request(call, status, billed, cost, latency)
         self.log.request(call, status, billed, cost, latency)
 
+    def close(self) -> None:
+        self.log.close()
+
 
 def _billed(call: Call) -> tuple[money.Usage | None, int]:
     """The usage settlement billed and its charge."""

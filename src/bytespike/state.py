@@ -50,6 +50,7 @@ class State:
 
     async def close(self) -> None:
         await self.billing.stop()
+        self.telemetry.close()
         await self.upstreams.close()
         self.keys.close()
         await self.db.close()

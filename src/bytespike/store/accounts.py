@@ -207,8 +207,14 @@ class Accounts:
                     expires_at=expires_at,
                 )
             )
+        self._keys_changed()
         return KeyRecord(key_id, account_id, user_id, group, name, tuple(limits or ()), max_concurrency, None,
                          expires_at)
+
+    def _keys_changed(self) -> None:
+        counter = self.db.key_changes
+        if counter is not None:
+            counter.bump()
 
     async def list_keys(self, account_id: str) -> list[dict]:
         async with self.db.read() as conn:
@@ -237,6 +243,7 @@ class Accounts:
                 exists = (await conn.execute(select(api_keys.c.id).where(api_keys.c.id == key_id))).first()
                 if exists is None:
                     raise NotFound(f"no key with id {key_id!r}")
+        self._keys_changed()
 
     async def key_by_hash(self, key_hash: str) -> KeyRecord | None:
         async with self.db.read() as conn:

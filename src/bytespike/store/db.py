@@ -8,6 +8,8 @@ from pathlib import Path
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from .changes import ChangeCounter
+
 
 def async_url(url: str) -> str:
     """Map the configuration's plain URLs to the async drivers we use."""
@@ -91,6 +93,16 @@ class Database:
         self.url = url
         self.engine = create_engine(url)
         self.sqlite = is_sqlite(url)
+        path = sqlite_path(url)
+        self._key_changes_path = f"{path}.keys" if path else None
+        self._key_changes: ChangeCounter | None = None
+
+    @property
+    def key_changes(self) -> ChangeCounter | None:
+        """The counter every key change bumps (SQLite files only; None elsewhere)."""
+        if self._key_changes is None and self._key_changes_path:
+            self._key_changes = ChangeCounter(self._key_changes_path)
+        return self._key_changes
 
     def write(self):  # type: ignore[no-untyped-def]
         """A transaction that holds the write lock from its first statement (SQLite: BEGIN IMMEDIATE)."""
@@ -108,6 +120,9 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self._key_changes is not None:
+            self._key_changes.close()
+            self._key_changes = None
 
 
 class _WriteTx:
