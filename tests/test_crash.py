@@ -99,9 +99,10 @@ def crash_with_unsettled_answers(gw: Gateway, fake: FakeUpstream, acct: dict[str
     reader = threading.Thread(target=read_stream)
     reader.start()
     assert streaming.wait(5)
-    # Hold rows are written behind admission, within milliseconds: kill once they are all down.
+    # Hold rows are written behind admission (a request that settles within a quarter second never
+    # needs one): kill once the open stream's hold row is down.
     deadline = time.time() + 5
-    while set(books(gw, acct["account_id"])["holds"]) != {*answered, *stream_id} and time.time() < deadline:
+    while not set(stream_id) <= set(books(gw, acct["account_id"])["holds"]) and time.time() < deadline:
         time.sleep(0.01)
     before = books(gw, acct["account_id"])
     gw.stop(signal.SIGKILL)
@@ -109,7 +110,7 @@ def crash_with_unsettled_answers(gw: Gateway, fake: FakeUpstream, acct: dict[str
     unsettled = [*answered, *stream_id]
     # The kill landed in the gap: the answers went out, their charges and records did not.
     assert before["records"] == [settled]
-    assert sorted(before["holds"]) == sorted(unsettled)
+    assert set(stream_id) <= set(before["holds"]) <= set(unsettled)
     return settled, unsettled
 
 
@@ -153,7 +154,7 @@ def test_kill_9_then_immediate_restart_counts_the_orphan_holds_until_they_expire
     expiry = max(r[0] for r in crashy.query("SELECT expires_at FROM holds"))
     assert expiry > time.time(), "restarted too slowly for this test"
     orphans = crashy.query("SELECT COUNT(*), SUM(amount) FROM holds WHERE account_id = ?", acct["account_id"])[0]
-    assert orphans[0] == len(unsettled)
+    assert 1 <= orphans[0] <= len(unsettled)
     # Until they expire they still count against the wallet: the crashed answers may yet be owed.
     wallet_now = httpx.get(crashy.url + "/v1/usage", headers={"x-api-key": acct["key"]}).json()["wallet"]
     assert wallet_now["held_usd"] != "0"

@@ -26,6 +26,7 @@ import asyncio
 import collections
 import enum
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -50,6 +51,8 @@ from .wallet import LocalWallets, SharedWallets, need
 log = logging.getLogger("bytespike.billing")
 
 HOLD_GRACE_SECONDS = 3600.0
+HOLD_ROW_DELAY = 0.25
+"""Seconds a request runs before its hold row is written (in-memory wallets only)."""
 SWEEP_MAX_INTERVAL = 60.0
 """Expired holds are swept at least this often (more often when holds live shorter)."""
 
@@ -136,7 +139,11 @@ class Billing:
         self._writer: asyncio.Task[None] | None = None
         self._loading: dict[str, asyncio.Future[None]] = {}
         self._wake = asyncio.Event()
-        self.wallets: LocalWallets | SharedWallets = LocalWallets(db, self._put) if local else SharedWallets(db)
+        self._idle = asyncio.Event()
+        self._outstanding = 0  # queued hold rows and settlements not written (or dropped) yet
+        self._draining = False
+        self.wallets: LocalWallets | SharedWallets = LocalWallets(db, self._put, HOLD_ROW_DELAY) if local \
+            else SharedWallets(db)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -146,15 +153,23 @@ class Billing:
         self._sweeper = asyncio.create_task(self._sweep_loop())
 
     async def stop(self) -> None:
-        """Flush every queued settlement before returning."""
-        await self._queue.join()
+        """Write every queued hold row and settlement, delays or not, before returning."""
+        await self.flush()
         for task in (self._writer, self._sweeper):
             if task is not None:
                 task.cancel()
         self._writer = self._sweeper = None
 
     async def flush(self) -> None:
-        await self._queue.join()
+        """Write everything queued now, without waiting for any delay."""
+        self._draining = True
+        self._wake.set()
+        try:
+            while self._outstanding and self._writer is not None and not self._writer.done():
+                self._idle.clear()
+                await self._idle.wait()
+        finally:
+            self._draining = False
 
     async def release_expired_holds(self) -> int:
         """Delete holds past their expiry: left by a process that died before settling them."""
@@ -272,6 +287,8 @@ class Billing:
         return self._headroom(ticket.windows, self.clock())
 
     def _headroom(self, kw: lim.KeyWindows, now: float) -> dict[str, str]:
+        if not any(s.usd is not None or s.requests is not None or s.tokens is not None for s in kw.specs):
+            return {}
         out: dict[str, str] = {}
         tight_req: lim.WindowState | None = None
         tight_tok: lim.WindowState | None = None
@@ -343,37 +360,65 @@ class Billing:
         return charge
 
     def _put(self, item: books.HoldRow | books.Settlement) -> None:
+        self._outstanding += 1
         self._queue.put_nowait(item)
         self._wake.set()
 
+    def _done(self, n: int) -> None:
+        self._outstanding -= n
+        if self._outstanding <= 0:
+            self._idle.set()
+
     async def _write_loop(self) -> None:
-        """One writer for every hold row and settlement: batches, one transaction each, in order."""
+        """One writer for every hold row and settlement: batches, one transaction each, in order.
+
+        A hold row is written only once its request has run for ``HOLD_ROW_DELAY`` seconds: most
+        requests settle sooner, and then neither the row nor its deletion is written at all.
+        """
         delayed: collections.deque[books.Settlement] = collections.deque()
+        waiting: dict[str, books.HoldRow] = {}  # hold rows not written yet, oldest first
         while True:
             if self._queue.empty():
-                # Sleep until something is queued or a delayed settlement is due. (Waiting on an
-                # event, not on queue.get under a timeout, so no item can be lost to the timeout.)
+                # Sleep until something is queued or something is due. (Waiting on an event, not
+                # on queue.get under a timeout, so no item can be lost to the timeout.)
                 self._wake.clear()
-                timeout = max(delayed[0].due - time.monotonic(), 0) if delayed else None
+                dues = [d for d in (delayed[0].due if delayed else None,
+                                    next(iter(waiting.values())).due if waiting else None) if d is not None]
+                timeout = max(min(dues) - time.monotonic(), 0) if dues else None
+                if self._draining:
+                    timeout = 0
                 if timeout is None or timeout > 0:
                     try:
                         await asyncio.wait_for(self._wake.wait(), timeout)
                     except TimeoutError:
                         pass
-            items: list[books.HoldRow | books.Settlement] = []
-            while len(items) < 512 and not self._queue.empty():
-                items.append(self._queue.get_nowait())
-            new_holds = [i for i in items if isinstance(i, books.HoldRow)]
-            delayed.extend(i for i in items if isinstance(i, books.Settlement))
+            taken = 0
+            while taken < 512 and not self._queue.empty():
+                item = self._queue.get_nowait()
+                taken += 1
+                if isinstance(item, books.HoldRow):
+                    waiting[item.id] = item
+                else:
+                    if waiting.pop(item.request_id, None) is not None:
+                        item.had_hold = False  # settled before its hold row was ever written
+                        self._done(1)
+                    delayed.append(item)
+            clock = math.inf if self._draining else time.monotonic()
+            new_holds: list[books.HoldRow] = []
+            while waiting:
+                first = next(iter(waiting.values()))
+                if first.due > clock:
+                    break
+                new_holds.append(waiting.pop(first.id))
             due: list[books.Settlement] = []
-            clock = time.monotonic()
             while delayed and delayed[0].due <= clock:
                 due.append(delayed.popleft())
             try:
                 await self._write(new_holds, due)
             finally:
-                for _ in range(len(new_holds) + len(due)):
+                for _ in range(taken):
                     self._queue.task_done()
+                self._done(len(new_holds) + len(due))
 
     async def _write(self, new_holds: list[books.HoldRow], due: list[books.Settlement]) -> None:
         if not new_holds and not due:

@@ -6,6 +6,7 @@ with ``Fraction`` and rounded once, so no total ever drifts the way floats do.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -69,6 +70,17 @@ def format_usd(nano: int) -> str:
 
 def parse_multiplier(m: Multiplier) -> Fraction:
     """A group's price multiplier as an exact fraction (``"3/2"`` and ``"1.5"`` both work)."""
+    if isinstance(m, (Decimal, str, int)) and not isinstance(m, bool):
+        return _parse_multiplier_cached(m)
+    return _parse_multiplier(m)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_multiplier_cached(m: Decimal | str | int) -> Fraction:
+    return _parse_multiplier(m)
+
+
+def _parse_multiplier(m: Multiplier) -> Fraction:
     if isinstance(m, Fraction):
         f = m
     elif isinstance(m, str):

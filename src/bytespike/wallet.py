@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -112,8 +113,9 @@ class _Account:
 class LocalWallets:
     local = True
 
-    def __init__(self, db: Database, write_hold: Callable[[books.HoldRow], None]) -> None:
+    def __init__(self, db: Database, write_hold: Callable[[books.HoldRow], None], row_delay: float = 0.0) -> None:
         self.db = db
+        self.row_delay = row_delay
         self._write_hold = write_hold
         self._accounts: dict[str, _Account] = {}
         self._loading: dict[str, asyncio.Future[_Account]] = {}
@@ -153,7 +155,8 @@ class LocalWallets:
             await self._refresh(account_id, acct)
         hold, lowered = _shrink(n, acct.available(now))
         acct.held += hold
-        self._write_hold(books.HoldRow(request_id, account_id, key_id, hold, now, expires_at))
+        self._write_hold(books.HoldRow(request_id, account_id, key_id, hold, now, expires_at,
+                                       due=time.monotonic() + self.row_delay))
         return hold, lowered
 
     def settled(self, account_id: str | None, hold: int, charge: int) -> None:

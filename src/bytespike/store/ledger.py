@@ -25,6 +25,7 @@ class HoldRow:
     amount: int
     created_at: float
     expires_at: float
+    due: float = 0.0  # monotonic time before which it is not written
 
 
 @dataclass(slots=True)
