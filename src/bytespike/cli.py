@@ -96,7 +96,7 @@ def serve(
               f"(config: {settings.source}, database: {db_note.split('@')[-1]})")
     uvicorn.run("bytespike.serving:factory", factory=True, host=host, port=port, workers=workers,
                 loop="uvloop", http="httptools", log_level=log_level, access_log=False,
-                timeout_graceful_shutdown=settings.shutdown_timeout)
+                timeout_graceful_shutdown=settings.shutdown_timeout, proxy_headers=False, server_header=False)
 
 
 # ---------------------------------------------------------------- users and orgs
