@@ -51,6 +51,8 @@ from .wallet import LocalWallets, SharedWallets, need
 log = logging.getLogger("bytespike.billing")
 
 HOLD_GRACE_SECONDS = 3600.0
+SETTLE_BATCH_SECONDS = 0.05
+"""Settlements wait this long so each write transaction carries many (a crash can lose this much)."""
 HOLD_ROW_DELAY = 0.25
 """Seconds a request runs before its hold row is written (in-memory wallets only)."""
 SWEEP_MAX_INTERVAL = 60.0
@@ -355,9 +357,20 @@ class Billing:
                 "cost": charge, "status": outcome.value, "http_status": http_status, "error_type": error_type,
                 "latency_ms": latency_ms, "ttft_ms": ttft_ms,
             },
-            due=time.monotonic() + self._settle_delay,
+            due=time.monotonic() + max(self._settle_delay, SETTLE_BATCH_SECONDS),
         ))
         return charge
+
+    async def wallet(self, account_id: str) -> tuple[int, int]:
+        """(balance, held) as admission sees them: this process's own view when its wallets are in
+        memory (charges not yet written included), else the database's."""
+        if isinstance(self.wallets, LocalWallets):
+            view = await self.wallets.view(account_id, self.clock())
+            if view is not None:
+                return view
+        async with self.db.read() as conn:
+            now = self.clock()
+            return await books.balance(conn, account_id), await books.held(conn, account_id, now)
 
     def _put(self, item: books.HoldRow | books.Settlement) -> None:
         self._outstanding += 1

@@ -166,7 +166,7 @@ async def usage(state: State, scope: Scope, receive: Receive, send: Send) -> Non
     async def run() -> None:
         key = await state.keys.authenticate(headers)
         kw = await state.billing.windows(key)
-        balance, held = await state.accounts.balance(key.account_id)
+        balance, held = await state.billing.wallet(key.account_id)
         now = state.billing.clock()
         windows = []
         for w in kw.snapshot(now):

@@ -159,6 +159,15 @@ class LocalWallets:
                                        due=time.monotonic() + self.row_delay))
         return hold, lowered
 
+    async def view(self, account_id: str, now: float) -> tuple[int, int] | None:
+        """(balance, held) including what is not written yet; None if this account is not loaded."""
+        acct = self._accounts.get(account_id)
+        if acct is None:
+            return None
+        await self._refresh(account_id, acct)
+        acct.available(now)  # drops expired orphans
+        return acct.db_balance - acct.pending, acct.held + sum(a for _, a in acct.orphans)
+
     def settled(self, account_id: str | None, hold: int, charge: int) -> None:
         acct = self._accounts.get(account_id or "")
         if acct is not None:
