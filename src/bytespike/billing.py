@@ -156,7 +156,10 @@ class Billing:
 
     async def stop(self) -> None:
         """Write every queued hold row and settlement, delays or not, before returning."""
-        await self.flush()
+        try:
+            await asyncio.wait_for(self.flush(), 60)
+        except TimeoutError:
+            log.error("usage records still unwritten after 60 s at shutdown: %d", self._outstanding)
         for task in (self._writer, self._sweeper):
             if task is not None:
                 task.cancel()
@@ -167,9 +170,12 @@ class Billing:
         self._draining = True
         self._wake.set()
         try:
-            while self._outstanding and self._writer is not None and not self._writer.done():
+            while self._outstanding > 0 and self._writer is not None and not self._writer.done():
                 self._idle.clear()
-                await self._idle.wait()
+                try:
+                    await asyncio.wait_for(self._idle.wait(), 1.0)
+                except TimeoutError:
+                    self._wake.set()
         finally:
             self._draining = False
 
@@ -398,7 +404,7 @@ class Billing:
                 dues = [d for d in (delayed[0].due if delayed else None,
                                     next(iter(waiting.values())).due if waiting else None) if d is not None]
                 timeout = max(min(dues) - time.monotonic(), 0) if dues else None
-                if self._draining:
+                if self._draining and dues:
                     timeout = 0
                 if timeout is None or timeout > 0:
                     try:
