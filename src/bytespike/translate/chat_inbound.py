@@ -12,7 +12,7 @@ import binascii
 import hashlib
 import re
 import time
-import uuid
+from random import getrandbits
 from typing import Any, Final
 
 import orjson
@@ -743,7 +743,7 @@ def _thinking_tokens(usage: object) -> int | None:
 def _completion_id(message_id: object) -> str:
     if isinstance(message_id, str) and message_id:
         return "chatcmpl-" + message_id.removeprefix("msg_")
-    return "chatcmpl-" + uuid.uuid4().hex
+    return f"chatcmpl-{getrandbits(128):032x}"
 
 
 # --------------------------------------------------------------------------------------------------

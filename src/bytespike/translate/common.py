@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-import uuid
 from collections.abc import Iterable, Mapping
+from random import getrandbits
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -139,7 +139,7 @@ def new_message_id(seed: Any = None) -> str:
     """``msg_`` + the upstream id when there is one (stable across replays), else a random one."""
     if isinstance(seed, str) and seed:
         return "msg_" + _ID_BAD.sub("_", seed)
-    return "msg_" + uuid.uuid4().hex
+    return f"msg_{getrandbits(128):032x}"
 
 
 # --- tool names --------------------------------------------------------------------------------
