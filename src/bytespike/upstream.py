@@ -11,6 +11,7 @@ the stream with an error event; either way the deployment's breaker counts it.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -18,6 +19,8 @@ import aiohttp
 from .config import ProviderConfig, Timeouts
 from .errors import GatewayError
 from .providers.base import UpstreamRequest, upstream_error
+
+log = logging.getLogger("bytespike.upstream")
 
 
 class UpstreamResponse:
@@ -91,6 +94,11 @@ class Upstreams:
     """One aiohttp session (one connection pool) per provider."""
 
     def __init__(self, providers: dict[str, ProviderConfig]) -> None:
+        for name, p in providers.items():
+            if not p.api_key:
+                # Still called: a local or keyless endpoint may not need one; a vendor will answer
+                # 401, which clients see as the gateway's credentials being refused.
+                log.warning("provider %r has no api_key configured", name)
         self._providers = providers
         self._sessions: dict[str, aiohttp.ClientSession] = {}
 
@@ -113,8 +121,6 @@ class Upstreams:
         """Send ``req`` and wait for the answer's headers: within ``first_byte`` for a stream, within
         ``total`` for a whole answer (whose headers come only when it is done)."""
         p = self._providers[provider]
-        if not p.api_key:
-            raise GatewayError("api_error", f"provider {provider!r} has no API key configured", retryable=True)
         session = self._session(provider)
         t = p.timeouts
         started = asyncio.get_running_loop().time()
