@@ -5,13 +5,14 @@ from __future__ import annotations
 import anthropic
 import pytest
 
-from conftest import Gateway, test_config
+from conftest import Gateway
+from conftest import test_config as gateway_config
 from fakeupstream import FakeUpstream
 
 
 def test_provider_without_api_key_is_still_called(fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory):
     d = tmp_path_factory.mktemp("keyless")
-    cfg = test_config(fake.url, d / "bytespike.db")
+    cfg = gateway_config(fake.url, d / "bytespike.db")
     del cfg["providers"]["anthropic"]["api_key"]
     gw = Gateway(d, cfg).start()
     try:
