@@ -100,11 +100,35 @@ async def write_settlements(conn: AsyncConnection, items: Sequence[Settlement], 
                             "balance_after": running[s.account_id], "request_id": s.request_id,
                             "key_id": s.key_id, "note": s.note, "created_at": now})
         if entries:
-            await conn.execute(insert(ledger), entries)
+            await _insert_many(conn, "ledger", _LEDGER_COLUMNS, entries)
     released = [s.request_id for s in items if s.had_hold]
     for chunk in _chunks(released, 500):
         await conn.execute(delete(holds).where(holds.c.id.in_(chunk)))
-    await conn.execute(insert(usage_records), [s.record for s in items])
+    await _insert_many(conn, "usage_records", _USAGE_COLUMNS, [s.record for s in items])
+
+
+_LEDGER_COLUMNS = ("account_id", "kind", "amount", "balance_after", "request_id", "key_id", "note", "created_at")
+_USAGE_COLUMNS = tuple(c.name for c in usage_records.columns if c.name != "id")
+_STATEMENTS: dict[tuple[str, str, tuple[str, ...]], str] = {}
+
+
+async def _insert_many(conn: AsyncConnection, table: str, columns: tuple[str, ...], rows: Sequence[dict[str, Any]]
+                       ) -> None:
+    """One driver-level executemany: the writer's rows skip SQLAlchemy's per-row statement building."""
+    style = conn.dialect.paramstyle
+    key = (style, table, columns)
+    sql = _STATEMENTS.get(key)
+    if sql is None:
+        if style == "qmark":
+            marks = ", ".join("?" for _ in columns)
+        elif style == "numeric_dollar":
+            marks = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+        elif style == "numeric":
+            marks = ", ".join(f":{i}" for i in range(1, len(columns) + 1))
+        else:
+            marks = ", ".join("%s" for _ in columns)
+        sql = _STATEMENTS[key] = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+    await conn.exec_driver_sql(sql, [tuple(r.get(c) for c in columns) for r in rows])
 
 
 def _chunks(seq: Sequence[str], n: int) -> Iterable[Sequence[str]]:
