@@ -173,3 +173,13 @@ def test_refusal_answer_kept(gateway: Gateway, fake: FakeUpstream, acct):
                       b'"usage":{"input_tokens":3,"output_tokens":0}}'))
     r = post(gateway, acct["key"], HELLO)
     assert r.json()["stop_reason"] == "refusal"
+
+
+def test_wrong_method_is_405_in_the_callers_shape(gateway: Gateway, acct):
+    r = httpx.get(gateway.url + "/v1/messages", headers={**V, "x-api-key": acct["key"]})
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    assert r.json()["type"] == "error" and r.json()["error"]["type"] == "invalid_request_error"
+    r = httpx.get(gateway.url + "/v1/chat/completions", headers={"authorization": f"Bearer {acct['key']}"})
+    assert r.status_code == 405 and "POST" in r.json()["error"]["message"]
+    r = httpx.post(gateway.url + "/v1/models", headers={**V, "x-api-key": acct["key"]})
+    assert r.status_code == 405 and r.headers["allow"] == "GET"

@@ -11,10 +11,12 @@ from typing import Any
 from starlette.routing import Mount, Route, Router
 
 from . import endpoints, metrics, pipeline
-from .asgi import Receive, Scope, Send
+from .asgi import JSON, Receive, Scope, Send, headers_list, send_body
 from .billing import billing_enabled
 from .config import Settings
+from .errors import GatewayError
 from .logs import LogSink
+from .pipeline import new_request_id
 from .state import State
 from .store.db import sqlite_path, upgrade
 from .wallet import DatabaseInUse, own_sqlite
@@ -29,18 +31,34 @@ class _Holder:
 
 
 class Endpoint:
-    """A raw ASGI endpoint bound to the app's state (no Request objects on the hot path)."""
+    """A raw ASGI endpoint bound to the app's state (no Request objects on the hot path).
 
-    __slots__ = ("fn", "holder")
+    A method it does not take gets a 405 in the caller's protocol, not a plain-text page.
+    """
 
-    def __init__(self, fn: Handler, holder: _Holder) -> None:
+    __slots__ = ("fn", "holder", "methods")
+
+    def __init__(self, fn: Handler, holder: _Holder, methods: tuple[str, ...] | None = None) -> None:
         self.fn = fn
         self.holder = holder
+        self.methods = frozenset(methods + (("HEAD",) if "GET" in methods else ())) if methods else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = self.holder.state
         assert state is not None, "the app's lifespan has not run"
+        if self.methods is not None and scope["method"] not in self.methods:
+            await _method_not_allowed(scope, send, self.methods)
+            return
         await self.fn(state, scope, receive, send)
+
+
+async def _method_not_allowed(scope: Scope, send: Send, methods: frozenset[str]) -> None:
+    allowed = ", ".join(sorted(m for m in methods if m != "HEAD"))
+    err = GatewayError("invalid_request_error", f"{scope['method']} is not allowed on {scope['path']}; use {allowed}",
+                       status=405)
+    rid = new_request_id()
+    body = err.openai_body() if scope["path"].startswith("/v1/chat") else err.anthropic_body(rid)
+    await send_body(send, 405, body, headers_list(JSON, rid, {"allow": allowed}))
 
 
 def create_app(settings: Settings, *, demo: bool = False, extra_routes: list[Any] | None = None,
@@ -75,22 +93,22 @@ def create_app(settings: Settings, *, demo: bool = False, extra_routes: list[Any
             if owned is not None:
                 owned.close()
 
-    def ep(fn: Handler) -> Endpoint:
-        return Endpoint(fn, holder)
+    def ep(fn: Handler, methods: tuple[str, ...] | None = None) -> Endpoint:
+        return Endpoint(fn, holder, methods)
 
-    post, get = ["POST"], ["GET"]
+    post, get = ("POST",), ("GET",)
     routes: list[Any] = [
-        Route("/v1/messages", ep(pipeline.messages), methods=post),
-        Route("/v1/messages/count_tokens", ep(endpoints.count_tokens), methods=post),
-        Route("/v1/chat/completions", ep(pipeline.chat_completions), methods=post),
-        Route("/v1/models", ep(endpoints.list_models), methods=get),
-        Route("/v1/models/{model_id:path}", ep(endpoints.get_model), methods=get),
-        Route("/v1/usage", ep(endpoints.usage), methods=get),
+        Route("/v1/messages", ep(pipeline.messages, post)),
+        Route("/v1/messages/count_tokens", ep(endpoints.count_tokens, post)),
+        Route("/v1/chat/completions", ep(pipeline.chat_completions, post)),
+        Route("/v1/models", ep(endpoints.list_models, get)),
+        Route("/v1/models/{model_id:path}", ep(endpoints.get_model, get)),
+        Route("/v1/usage", ep(endpoints.usage, get)),
         Route("/v1/messages/batches", ep(endpoints.batches)),
         Route("/v1/messages/batches/{rest:path}", ep(endpoints.batches)),
-        Route("/healthz", ep(endpoints.healthz), methods=get),
-        Route("/readyz", ep(endpoints.readyz), methods=get),
-        Route("/metrics", ep(metrics.endpoint), methods=get),
+        Route("/healthz", ep(endpoints.healthz, get)),
+        Route("/readyz", ep(endpoints.readyz, get)),
+        Route("/metrics", ep(metrics.endpoint, get)),
         *(extra_routes or []),
         Mount("/", ep(endpoints.not_found)),
     ]
