@@ -64,9 +64,9 @@ def _base_url() -> str:
 
 
 def factory():  # type: ignore[no-untyped-def]
-    # Background threads (the log writer, the database driver) must not keep the event loop
-    # waiting for the GIL for the default 5 ms; hand it back quickly.
-    sys.setswitchinterval(float(os.environ.get("BYTESPIKE_SWITCH_INTERVAL", "0.0005")))
+    # The GIL switch interval, for tuning with the bench; Python's default (5 ms) measured best.
+    if os.environ.get("BYTESPIKE_SWITCH_INTERVAL"):
+        sys.setswitchinterval(float(os.environ["BYTESPIKE_SWITCH_INTERVAL"]))
     opts = orjson.loads(os.environ.get("BYTESPIKE_SERVE", "{}"))
     settings = load(opts.get("config"))
     if opts.get("demo"):
