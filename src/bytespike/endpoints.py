@@ -204,12 +204,10 @@ async def batches(state: State, scope: Scope, receive: Receive, send: Send) -> N
 
 
 async def not_found(state: State, scope: Scope, receive: Receive, send: Send) -> None:
-    headers = header_map(scope)
     err = GatewayError("not_found_error", f"no route {scope['method']} {scope['path']}")
     rid = new_request_id()
     body = err.openai_body() if scope["path"].startswith("/v1/chat") else err.anthropic_body(rid)
     await send_body(send, 404, body, headers_list(JSON, rid))
-    del headers
 
 
 async def healthz(state: State, scope: Scope, receive: Receive, send: Send) -> None:

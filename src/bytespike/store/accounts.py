@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import orjson
 from sqlalchemy import case, func, insert, select, update
 
+from . import ledger as books
 from .db import Database
 from .schema import accounts, api_keys, holds, ledger, usage_records, users
 
@@ -140,7 +141,7 @@ class Accounts:
     async def balance(self, account_id: str) -> tuple[int, int]:
         """(balance, open holds) in nano-USD."""
         async with self.db.read() as conn:
-            bal = await _balance(conn, account_id)
+            bal = await books.balance(conn, account_id)
             held = (
                 await conn.execute(
                     select(func.coalesce(func.sum(holds.c.amount), 0)).where(holds.c.account_id == account_id)
@@ -251,22 +252,10 @@ class Accounts:
         return key_from_row(row) if row is not None else None
 
 
-async def _balance(conn, account_id: str) -> int:  # type: ignore[no-untyped-def]
-    row = (
-        await conn.execute(
-            select(ledger.c.balance_after)
-            .where(ledger.c.account_id == account_id)
-            .order_by(ledger.c.id.desc())
-            .limit(1)
-        )
-    ).first()
-    return int(row[0]) if row is not None else 0
-
-
 async def append_entry(conn, account_id: str, kind: str, amount: int, note: str = "",  # type: ignore[no-untyped-def]
                        request_id: str | None = None, key_id: str | None = None) -> int:
     """Append to the ledger inside the caller's write transaction; the balance is carried forward."""
-    balance = await _balance(conn, account_id) + amount
+    balance = await books.balance(conn, account_id) + amount
     await conn.execute(
         insert(ledger).values(
             account_id=account_id,
