@@ -29,9 +29,9 @@ from .relay import (
     OpenAIPassthrough,
     Relay,
     TranslatedRelay,
-    chat_usage_to_anthropic,
 )
 from .state import State
+from .translate.common import usage_from_openai
 
 DEFAULT_OPENAI_MAX_TOKENS = 4096
 _GATEWAY_SIGNED = b"bytespike:1:"
@@ -189,7 +189,7 @@ class Plan:
         asked = self.resolved.asked
         if self.protocol == "openai" and provider.type == "openai":
             data = _json(raw)
-            usage = chat_usage_to_anthropic(data.get("usage"))
+            usage = usage_from_openai(data.get("usage"))
             if asked != dep.model and "model" in data:
                 data["model"] = asked
                 return orjson.dumps(data), usage

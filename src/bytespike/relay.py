@@ -14,6 +14,7 @@ import orjson
 
 from .errors import GatewayError
 from .sse import SSEParser, frame
+from .translate.common import usage_from_openai
 
 Events = list[tuple[str, dict[str, Any]]]
 
@@ -202,7 +203,7 @@ class OpenAIPassthrough:
                 self.output_chars += len(content)
         u = payload.get("usage")
         if u:
-            self.usage = _chat_usage_to_anthropic(u)
+            self.usage = usage_from_openai(u)
         return payload
 
     def end(self) -> bytes:
@@ -217,22 +218,6 @@ class OpenAIPassthrough:
     def fail(self, err: GatewayError) -> bytes:
         self.ok = False
         return err.openai_event()
-
-
-def _chat_usage_to_anthropic(u: dict[str, Any]) -> dict[str, Any]:
-    details = u.get("prompt_tokens_details") or {}
-    cached = details.get("cached_tokens") or 0
-    written = details.get("cache_write_tokens") or 0
-    return {
-        "input_tokens": max((u.get("prompt_tokens") or 0) - cached - written, 0),
-        "output_tokens": u.get("completion_tokens") or 0,
-        "cache_read_input_tokens": cached,
-        "cache_creation_input_tokens": written,
-    }
-
-
-def chat_usage_to_anthropic(u: dict[str, Any] | None) -> dict[str, Any]:
-    return _chat_usage_to_anthropic(u or {})
 
 
 # ---------------------------------------------------------------- translated relays
