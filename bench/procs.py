@@ -25,7 +25,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = Path(__file__).resolve().parent
-CATALOGUE = ROOT / "src" / "bytespike" / "catalogue.yaml"
+CATALOGUE = ROOT / "src" / "bytespike" / "defaults.yaml"
 BIN = Path(sys.executable).parent
 
 
@@ -134,7 +134,8 @@ def clone_config(config: Path, name: str) -> Path:
 
 def create_accounts(db_url: str, usd: str) -> tuple[str, str]:
     """Migrate the database and create two people with a key each: one funded with ``usd``, one with nothing."""
-    from bytespike import auth, money
+    from bytespike.accounts import keys as auth
+    from bytespike.billing import money
     from bytespike.store.accounts import Accounts
     from bytespike.store.db import Database, upgrade
 
@@ -170,7 +171,7 @@ def start_gateway(workdir: Path, config: Path, *, server: str, workers: int, cpu
     elif server == "granian":
         full_env["BYTESPIKE_SERVE"] = orjson.dumps(
             {"config": str(config), "demo": False, "host": "127.0.0.1", "port": port}).decode()
-        cmd = [str(BIN / "granian"), "--interface", "asgi", "--factory", "bytespike.serving:factory",
+        cmd = [str(BIN / "granian"), "--interface", "asgi", "--factory", "bytespike.http.serving:factory",
                "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), "--loop", "uvloop",
                "--http", "1", "--no-ws", "--log-level", "warning"]
     else:

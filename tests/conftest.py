@@ -19,14 +19,15 @@ import httpx
 import pytest
 import yaml
 
-from bytespike import auth, money
+from bytespike.accounts import keys as auth
+from bytespike.billing import money
 from bytespike.store.accounts import Accounts
 from bytespike.store.db import Database, upgrade
 from fakeupstream import FakeUpstream
 
 ROOT = Path(__file__).resolve().parent.parent
-RECORDED = ROOT.parent / "shared" / "fixtures" / "recorded"
-BUILTIN = ROOT / "src" / "bytespike" / "catalogue.yaml"
+RECORDED = ROOT / "tests" / "fixtures" / "recorded"
+BUILTIN = ROOT / "src" / "bytespike" / "defaults.yaml"
 ADMIN_TOKEN = "test-admin-token-" + "x" * 16
 
 
@@ -134,7 +135,7 @@ class Gateway:
                 if money.parse_usd(usd) > 0:
                     await a.post(acct["id"], "topup", money.parse_usd(usd), "test")
                 key, digest, prefix = auth.mint()
-                from bytespike import limits as lim
+                from bytespike.billing import limits as lim
                 specs = [lim.format_limit_spec(lim.parse_limit_spec(s)) for s in limits or []]
                 rec = await a.create_key(acct["id"], digest, prefix, group, user_id=acct["user_id"], limits=specs,
                                          max_concurrency=max_concurrency)

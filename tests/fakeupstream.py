@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import uvicorn
 
-from bytespike import simulator
+from bytespike.demo import simulator
 
 
 @dataclass

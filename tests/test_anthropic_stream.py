@@ -14,11 +14,11 @@ import orjson
 import pytest
 from anthropic.lib.streaming._messages import accumulate_event
 
-from bytespike.sse import SSEParser, frame
-from bytespike.translate.anthropic_stream import MessageStreamBuilder
-from bytespike.translate.common import STOP_REASONS, drop_gateway_thinking, gateway_signature
+from bytespike.protocols.anthropic.builder import MessageStreamBuilder
+from bytespike.protocols.hub import STOP_REASONS, drop_gateway_thinking, gateway_signature
+from bytespike.protocols.sse import SSEParser, frame
 
-RECORDED = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "recorded"
+RECORDED = Path(__file__).resolve().parent / "fixtures" / "recorded"
 ANTHROPIC_SDK = RECORDED / "anthropics__anthropic-sdk-python" / "tests"
 TOOL_ID = re.compile(r"^[a-zA-Z0-9_-]+$")
 DELTA_FOR = {

@@ -28,9 +28,9 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from bytespike import config
-from bytespike.billing import Billing, Outcome, Ticket
-from bytespike.catalogue import Catalogue
+from bytespike.billing.service import Billing, Outcome, Ticket
 from bytespike.errors import GatewayError
+from bytespike.gateway.catalogue import Catalogue
 from bytespike.store.accounts import Accounts, KeyRecord
 from bytespike.store.db import Database, upgrade
 from bytespike.store.schema import holds, ledger, usage_records
@@ -49,7 +49,7 @@ NANO = 10**9
 
 
 def price_of(model: str) -> dict[str, Fraction]:
-    """USD per million tokens as exact fractions, straight from catalogue.yaml."""
+    """USD per million tokens as exact fractions, straight from defaults.yaml."""
     return {k: Fraction(str(v)) for k, v in CATALOGUE["models"][model]["price"].items()}
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from bytespike.sse import SSEParser
+from bytespike.protocols.sse import SSEParser
 from claude_code import capture_server, claude_binary, pinned_version, run_claude
 
 DATA = Path(__file__).resolve().parent / "data" / "claude_code"

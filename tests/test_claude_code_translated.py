@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from bytespike.translate.schema import GEMINI_SCHEMA_KEYWORDS
+from bytespike.protocols.gemini.schema import GEMINI_SCHEMA_KEYWORDS
 from claude_code import claude_binary, run_claude
 from conftest import Gateway
 from fakeupstream import FakeUpstream, Received

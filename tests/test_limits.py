@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from bytespike.limits import (
+from bytespike.billing.limits import (
     DEFAULT_WINDOWS,
     KeyWindows,
     LimitRegistry,
@@ -22,7 +22,7 @@ from bytespike.limits import (
     parse_duration,
     parse_limit_spec,
 )
-from bytespike.money import parse_usd
+from bytespike.billing.money import parse_usd
 
 T0 = 1_700_000_000.0
 H = 3600

@@ -2,7 +2,7 @@
 
 The gateway runs with ``BYTESPIKE_CLOCK_FILE``; each test freezes billing's clock at chosen
 instants (``@epoch`` in the file), so "five hours later" and "one second too early" are exact.
-Costs are chosen by the fake upstream's usage and computed by hand from catalogue.yaml.
+Costs are chosen by the fake upstream's usage and computed by hand from defaults.yaml.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bytespike.money import (
+from bytespike.billing.money import (
     MIN_USEFUL_OUTPUT_TOKENS,
     Price,
     Usage,
@@ -25,7 +25,7 @@ from bytespike.money import (
     parse_usd,
 )
 
-RECORDED = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "recorded"
+RECORDED = Path(__file__).resolve().parent / "fixtures" / "recorded"
 
 SONNET = Price.from_config({"input": 3, "output": 15, "cache_write": 3.75, "cache_write_1h": 6, "cache_read": 0.3})
 HAIKU = Price.from_config({"input": 1, "output": 5, "cache_write": 1.25, "cache_write_1h": 2, "cache_read": 0.1})

@@ -167,7 +167,7 @@ def test_renamed_model_is_named_as_asked_in_every_chunk(gateway: Gateway, fake: 
                          len(v) < 80 else None)
 def test_anthropic_recording_reaches_openai_sdk_as_valid_chunks(gateway: Gateway, fake: FakeUpstream, acct, name,
                                                                  body):
-    from bytespike.sse import SSEParser
+    from bytespike.protocols.sse import SSEParser
 
     fake.queue(sse_answer(body, chunk_size=89))
     chunks = list(oai(gateway, acct["key"]).chat.completions.create(

@@ -16,7 +16,7 @@ import pytest
 
 from bytespike.config import BreakerConfig, DeploymentConfig, ModelConfig, parse
 from bytespike.errors import GatewayError
-from bytespike.routing import BreakerState, Router, affinity_key
+from bytespike.gateway.routing import BreakerState, Router, affinity_key
 from conftest import Gateway, free_port
 from conftest import test_config as gateway_config
 from deployments import (

@@ -12,8 +12,7 @@ import pytest
 from anthropic.types import Message
 from openai.lib.streaming.chat import ChatCompletionStreamState
 
-from bytespike.sse import SSEParser
-from bytespike.translate.chat_inbound import (
+from bytespike.protocols.openai_chat.inbound import (
     CAVEATS,
     DEFAULT_MAX_TOKENS,
     DONE,
@@ -22,8 +21,9 @@ from bytespike.translate.chat_inbound import (
     chat_to_messages_request,
     message_to_chat_completion,
 )
+from bytespike.protocols.sse import SSEParser
 
-RECORDED = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "recorded"
+RECORDED = Path(__file__).resolve().parent / "fixtures" / "recorded"
 OPENCODE = RECORDED / "anomalyco__opencode/packages/llm/test/fixtures/recordings/anthropic-messages"
 SDK = RECORDED / "anthropics__anthropic-sdk-python/tests"
 ID_PATTERN = re.compile(r"^[a-zA-Z0-9_-]+$")

@@ -10,10 +10,14 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bytespike.sse import SSEParser
-from bytespike.translate.chat_inbound import ChatRequestError, MessagesToChatStream, chat_to_messages_request
+from bytespike.protocols.openai_chat.inbound import (
+    ChatRequestError,
+    MessagesToChatStream,
+    chat_to_messages_request,
+)
+from bytespike.protocols.sse import SSEParser
 
-RECORDED = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "recorded"
+RECORDED = Path(__file__).resolve().parent / "fixtures" / "recorded"
 OPENCODE = RECORDED / "anomalyco__opencode/packages/llm/test/fixtures/recordings/anthropic-messages"
 SDK = RECORDED / "anthropics__anthropic-sdk-python/tests"
 ID_PATTERN = re.compile(r"^[a-zA-Z0-9_-]+$")

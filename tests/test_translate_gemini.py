@@ -15,9 +15,8 @@ from typing import Any
 import orjson
 import pytest
 
-from bytespike.sse import SSEParser
-from bytespike.translate.common import gateway_signature, read_gateway_signature
-from bytespike.translate.gemini import (
+from bytespike.protocols.gemini.schema import GEMINI_SCHEMA_KEYWORDS
+from bytespike.protocols.gemini.upstream import (
     CAVEATS,
     DUMMY_SIGNATURE,
     GEMINI_3,
@@ -30,10 +29,11 @@ from bytespike.translate.gemini import (
     gemini_tool_names,
     to_gemini_request,
 )
-from bytespike.translate.schema import GEMINI_SCHEMA_KEYWORDS
+from bytespike.protocols.hub import gateway_signature, read_gateway_signature
+from bytespike.protocols.sse import SSEParser
 from test_anthropic_stream import accumulate, check_stream, reparse
 
-RECORDED = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "recorded"
+RECORDED = Path(__file__).resolve().parent / "fixtures" / "recorded"
 CASSETTES = (
     RECORDED / "anomalyco__opencode" / "packages" / "llm" / "test" / "fixtures" / "recordings" / "gemini"
 )

@@ -18,9 +18,8 @@ import pytest
 from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletionChunk
 
-from bytespike.sse import SSEParser
-from bytespike.translate.common import gateway_signature, read_gateway_signature
-from bytespike.translate.openai_chat import (
+from bytespike.protocols.hub import gateway_signature, read_gateway_signature
+from bytespike.protocols.openai_chat.upstream import (
     CAVEATS,
     DEEPSEEK,
     GENERIC,
@@ -31,9 +30,10 @@ from bytespike.translate.openai_chat import (
     from_chat_response,
     to_chat_request,
 )
+from bytespike.protocols.sse import SSEParser
 from test_anthropic_stream import accumulate, check_stream, reparse
 
-RECORDED = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "recorded"
+RECORDED = Path(__file__).resolve().parent / "fixtures" / "recorded"
 CASSETTES = RECORDED / "anomalyco__opencode" / "packages" / "llm" / "test" / "fixtures" / "recordings"
 CHAT_CASSETTES = sorted(
     [*CASSETTES.glob("openai-chat/*.json"), *CASSETTES.glob("openai-compatible-chat/*.json")]

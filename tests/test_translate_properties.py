@@ -20,16 +20,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bytespike.sse import SSEParser
-from bytespike.translate.common import SIG_GEMINI_NEXT, SIG_GEMINI_THOUGHT, SIG_REASONING, gateway_signature
-from bytespike.translate.gemini import (
+from bytespike.protocols.gemini.schema import GEMINI_SCHEMA_KEYWORDS, GEMINI_TYPES, to_gemini_schema
+from bytespike.protocols.gemini.upstream import (
     GEMINI_3,
     GEMINI_25_FLASH,
     GEMINI_25_PRO,
     GeminiStreamTranslator,
     to_gemini_request,
 )
-from bytespike.translate.openai_chat import (
+from bytespike.protocols.hub import SIG_GEMINI_NEXT, SIG_GEMINI_THOUGHT, SIG_REASONING, gateway_signature
+from bytespike.protocols.openai_chat.upstream import (
     DEEPSEEK,
     GENERIC,
     OPENAI_GPT5,
@@ -37,7 +37,7 @@ from bytespike.translate.openai_chat import (
     ChatStreamTranslator,
     to_chat_request,
 )
-from bytespike.translate.schema import GEMINI_SCHEMA_KEYWORDS, GEMINI_TYPES, to_gemini_schema
+from bytespike.protocols.sse import SSEParser
 from test_anthropic_stream import accumulate, check_stream
 from test_translate_gemini import interactions as gemini_interactions
 from test_translate_openai_chat import recorded_streams as chat_streams

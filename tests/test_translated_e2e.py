@@ -28,11 +28,11 @@ import yaml
 from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletionChunk
 
-from bytespike.counting import estimate_tokens
-from bytespike.sse import SSEParser
-from bytespike.translate import gemini as gemini_translate
-from bytespike.translate import openai_chat as chat_translate
-from bytespike.translate.common import gateway_signature, read_gateway_signature
+from bytespike.gateway.counting import estimate_tokens
+from bytespike.protocols.gemini import upstream as gemini_translate
+from bytespike.protocols.hub import gateway_signature, read_gateway_signature
+from bytespike.protocols.openai_chat import upstream as chat_translate
+from bytespike.protocols.sse import SSEParser
 from conftest import BUILTIN, RECORDED, Gateway
 from fakeupstream import Answer, FakeUpstream, Received, json_answer, sse_answer
 from test_anthropic_stream import check_stream

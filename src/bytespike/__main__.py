@@ -1,3 +1,3 @@
-from .cli import main
+from bytespike.cli import main
 
 main()

@@ -16,11 +16,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import auth, money
-from . import limits as lim
-from .config import ConfigError, Settings, load
-from .store.accounts import Accounts, Conflict, NotFound
-from .store.db import Database, upgrade
+from bytespike.accounts import keys as auth
+from bytespike.billing import limits as lim
+from bytespike.billing import money
+from bytespike.config import ConfigError, Settings, load
+from bytespike.store.accounts import Accounts, Conflict, NotFound
+from bytespike.store.db import Database, upgrade
 
 app = typer.Typer(help="ByteSpike: a self-hosted LLM gateway.", no_args_is_help=True, add_completion=False)
 users_app = typer.Typer(help="People.", no_args_is_help=True)
@@ -94,7 +95,7 @@ def serve(
     db_note = settings.database_url
     err.print(f"ByteSpike {'DEMO ' if demo else ''}listening on http://{host}:{port} "
               f"(config: {settings.source}, database: {db_note.split('@')[-1]})")
-    uvicorn.run("bytespike.serving:factory", factory=True, host=host, port=port, workers=workers,
+    uvicorn.run("bytespike.http.serving:factory", factory=True, host=host, port=port, workers=workers,
                 loop="uvloop", http="httptools", log_level=log_level, access_log=False,
                 timeout_graceful_shutdown=settings.shutdown_timeout, proxy_headers=False, server_header=False)
 
@@ -113,7 +114,7 @@ def users_create(
     """Create a person (with their own wallet, or a member of an organization)."""
     pw_hash = None
     if password_stdin:
-        from .passwords import hash_password
+        from bytespike.accounts.passwords import hash_password
 
         pw = sys.stdin.readline().rstrip("\n")
         if len(pw) < 8:
@@ -295,9 +296,9 @@ def usage(email_or_org: str, since: str = typer.Option("1d", "--since", help="Ho
         raise typer.Exit(1) from None
 
     async def go(a: Accounts, s: Settings) -> dict[str, Any]:
-        from .billing import Billing
-        from .catalogue import Catalogue
-        from .store.accounts import KeyRecord
+        from bytespike.billing.service import Billing
+        from bytespike.gateway.catalogue import Catalogue
+        from bytespike.store.accounts import KeyRecord
 
         acct = await a.account(email_or_org)
         rows = await a.usage_summary(acct["id"], time.time() - seconds)
@@ -354,7 +355,7 @@ def _of(used: Any, cap: Any) -> str:
 @app.command()
 def models(config: str | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """The model catalogue with prices and routes."""
-    from .catalogue import Catalogue
+    from bytespike.gateway.catalogue import Catalogue
 
     s = _settings(config)
     cat = Catalogue(s)

@@ -113,7 +113,7 @@ def load(path: str | Path | None = None, *, environ: dict[str, str] | None = Non
     if path is None and Path("bytespike.yaml").is_file():
         path = "bytespike.yaml"
     if path is None:
-        text = resources.files("bytespike").joinpath("catalogue.yaml").read_text("utf-8")
+        text = resources.files("bytespike").joinpath("defaults.yaml").read_text("utf-8")
         source = BUILTIN
     else:
         p = Path(path)

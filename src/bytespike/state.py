@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .auth import KeyLookup
-from .billing import Billing
-from .catalogue import Catalogue
-from .config import Settings
-from .metrics import Telemetry
-from .routing import Router
-from .store.accounts import Accounts
-from .store.db import Database
-from .upstream import Upstreams
+from bytespike.accounts.keys import KeyLookup
+from bytespike.billing.service import Billing
+from bytespike.config import Settings
+from bytespike.gateway.catalogue import Catalogue
+from bytespike.gateway.routing import Router
+from bytespike.providers.client import Upstreams
+from bytespike.store.accounts import Accounts
+from bytespike.store.db import Database
+from bytespike.telemetry.metrics import Telemetry
 
 
 @dataclass

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..config import ProviderConfig
-from .base import UpstreamRequest, forward_headers
+from bytespike.config import ProviderConfig
+from bytespike.providers.base import UpstreamRequest, forward_headers
 
 _KEEP = (b"user-agent", b"x-stainless-helper-method", b"x-claude-code-session-id")
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import orjson
 
-from ..config import ProviderConfig
-from ..errors import GatewayError, type_for_status
+from bytespike.config import ProviderConfig
+from bytespike.errors import GatewayError, type_for_status
 
 # Hop-by-hop and identity headers never forwarded upstream.
 _DROP = {b"host", b"content-length", b"connection", b"x-api-key", b"authorization", b"accept-encoding",

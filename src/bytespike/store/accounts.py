@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import orjson
 from sqlalchemy import case, func, insert, select, update
 
-from . import ledger as books
-from .db import Database
-from .schema import accounts, api_keys, holds, ledger, usage_records, users
+from bytespike.store import ledger as books
+from bytespike.store.db import Database
+from bytespike.store.schema import accounts, api_keys, holds, ledger, usage_records, users
 
 
 class NotFound(LookupError):

@@ -8,7 +8,7 @@ from pathlib import Path
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from .changes import ChangeCounter
+from bytespike.store.changes import ChangeCounter
 
 
 def async_url(url: str) -> str:
@@ -70,7 +70,7 @@ def _alembic_config(url: str):  # type: ignore[no-untyped-def]
     from alembic.config import Config
 
     cfg = Config()
-    cfg.set_main_option("script_location", "bytespike:migrations")
+    cfg.set_main_option("script_location", "bytespike.store:migrations")
     cfg.set_main_option("sqlalchemy.url", async_url(url).replace("%", "%%"))
     return cfg
 

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .schema import holds, ledger, usage_records
+from bytespike.store.schema import holds, ledger, usage_records
 
 
 @dataclass(slots=True)

@@ -1,0 +1,489 @@
+"""Admission and settlement: limits, the wallet hold, the charge and the usage record.
+
+Admission (before the upstream call) checks the key's rolling windows in memory, then holds the
+request's largest possible cost in its wallet (``wallet.py``: in memory when this process owns
+its SQLite database, else in a database transaction), so no account is ever overdrawn however
+many requests run at once. Settlement (after the answer) is queued to one background writer that
+writes, in batches, each request's charge (idempotent on the request id), the release of its hold
+and its usage record, each atomically. Failures release the hold and charge nothing. Holds left by
+a process that died expire and are deleted at start and by a periodic sweep.
+
+Environment switches, read once when ``Billing`` is built:
+
+- ``BYTESPIKE_HOLD_SECONDS``: how long a hold lives before it expires (default 3600).
+- ``BYTESPIKE_BILLING=off``: no holds, limits, charges or usage records. For benchmarking what
+  money and limits cost, never for production.
+- ``BYTESPIKE_CLOCK_FILE`` (tests only): a file whose content moves billing's clock; a number is
+  an offset in seconds added to the real time, ``@T`` freezes the clock at epoch ``T``, an empty
+  or missing file is the real time. Unset, the clock is ``time.time`` itself.
+- ``BYTESPIKE_SETTLE_DELAY`` (tests only): seconds the writer waits before writing each batch,
+  to open the window between an answer and its charge that a crash test needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import enum
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
+from bytespike.billing import limits as lim
+from bytespike.billing import money
+from bytespike.billing.wallet import LocalWallets, SharedWallets, need
+from bytespike.errors import GatewayError
+from bytespike.gateway.catalogue import Catalogue, Resolved
+from bytespike.store import ledger as books
+from bytespike.store.accounts import KeyRecord
+from bytespike.store.db import Database
+from bytespike.store.schema import usage_records
+
+log = logging.getLogger("bytespike.billing.service")
+
+HOLD_GRACE_SECONDS = 3600.0
+SETTLE_BATCH_SECONDS = 0.05
+"""Settlements wait this long so each write transaction carries many (a crash can lose this much)."""
+HOLD_ROW_DELAY = 0.25
+"""Seconds a request runs before its hold row is written (in-memory wallets only)."""
+SWEEP_MAX_INTERVAL = 60.0
+"""Expired holds are swept at least this often (more often when holds live shorter)."""
+
+
+class Outcome(enum.Enum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CLIENT_DISCONNECTED = "client_disconnected"
+    REFUSED = "refused"
+
+
+@dataclass(slots=True)
+class Ticket:
+    request_id: str
+    account_id: str
+    key_id: str
+    hold: int
+    price: money.Price
+    multiplier: Decimal
+    max_tokens: int | None
+    windows: lim.KeyWindows | None
+    window_ticket: lim.Ticket | None
+
+
+class FileClock:
+    """The test clock of ``BYTESPIKE_CLOCK_FILE``: real time moved, or frozen, by a file's content."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def __call__(self) -> float:
+        try:
+            text = self.path.read_text().strip()
+        except FileNotFoundError:
+            return time.time()
+        if not text:
+            return time.time()
+        if text.startswith("@"):
+            return float(text[1:])
+        return time.time() + float(text)
+
+
+def billing_enabled(env: Mapping[str, str]) -> bool:
+    """False when ``BYTESPIKE_BILLING`` turns money and limits off (benchmarking only)."""
+    return env.get("BYTESPIKE_BILLING", "on").strip().lower() not in ("off", "0", "false", "no")
+
+
+def _env_seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r}: expected a number of seconds") from None
+    if value < 0:
+        raise ValueError(f"{name}={raw!r}: must not be negative")
+    return value
+
+
+class Billing:
+    def __init__(self, db: Database, catalogue: Catalogue, default_windows: tuple[str, ...],
+                 hold_seconds: float | None = None, clock: Callable[[], float] | None = None,
+                 environ: Mapping[str, str] | None = None, local: bool = False) -> None:
+        env = os.environ if environ is None else environ
+        self.db = db
+        self.catalogue = catalogue
+        if clock is None:
+            path = env.get("BYTESPIKE_CLOCK_FILE", "").strip()
+            clock = FileClock(path) if path else time.time
+        self.clock: Callable[[], float] = clock
+        self.hold_seconds = hold_seconds if hold_seconds is not None else \
+            _env_seconds(env, "BYTESPIKE_HOLD_SECONDS", HOLD_GRACE_SECONDS)
+        self.enabled = billing_enabled(env)
+        self._settle_delay = _env_seconds(env, "BYTESPIKE_SETTLE_DELAY", 0.0)
+        self._sweeper: asyncio.Task[None] | None = None
+        self.limits = lim.LimitRegistry()
+        self._default_windows = tuple(lim.parse_duration(w) for w in default_windows)
+        self._prices: dict[str, money.Price] = {}
+        self._specs: dict[tuple[str, ...], tuple[lim.WindowSpec, ...]] = {}
+        self._queue: asyncio.Queue[books.HoldRow | books.Settlement] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self._loading: dict[str, asyncio.Future[None]] = {}
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._outstanding = 0  # queued hold rows and settlements not written (or dropped) yet
+        self._draining = False
+        self.wallets: LocalWallets | SharedWallets = LocalWallets(db, self._put, HOLD_ROW_DELAY) if local \
+            else SharedWallets(db)
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        await self.release_expired_holds()
+        self._writer = asyncio.create_task(self._write_loop())
+        self._sweeper = asyncio.create_task(self._sweep_loop())
+
+    async def stop(self) -> None:
+        """Write every queued hold row and settlement, delays or not, before returning."""
+        try:
+            await asyncio.wait_for(self.flush(), 60)
+        except TimeoutError:
+            log.error("usage records still unwritten after 60 s at shutdown: %d", self._outstanding)
+        for task in (self._writer, self._sweeper):
+            if task is not None:
+                task.cancel()
+        self._writer = self._sweeper = None
+
+    async def flush(self) -> None:
+        """Write everything queued now, without waiting for any delay."""
+        self._draining = True
+        self._wake.set()
+        try:
+            while self._outstanding > 0 and self._writer is not None and not self._writer.done():
+                self._idle.clear()
+                try:
+                    await asyncio.wait_for(self._idle.wait(), 1.0)
+                except TimeoutError:
+                    self._wake.set()
+        finally:
+            self._draining = False
+
+    async def release_expired_holds(self) -> int:
+        """Delete holds past their expiry: left by a process that died before settling them."""
+        async with self.db.write() as conn:
+            n = await books.delete_expired_holds(conn, self.clock())
+        if n:
+            log.warning("released %d expired hold(s) left by an unfinished request", n)
+        return n
+
+    async def sweep(self) -> int:
+        """Release expired holds and forget the windows of keys with nothing open or counted (they
+        are rebuilt from the usage records when the key comes back); returns the holds released."""
+        released = await self.release_expired_holds()
+        self.limits.prune(self.clock())
+        if isinstance(self.wallets, LocalWallets):
+            self.wallets.forget_idle()
+        return released
+
+    async def _sweep_loop(self) -> None:
+        interval = min(SWEEP_MAX_INTERVAL, max(self.hold_seconds / 4, 0.25))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.sweep()
+            except (SQLAlchemyError, OSError):  # a busy or briefly unreachable database: next sweep retries
+                log.exception("sweeping expired holds failed")
+
+    # ------------------------------------------------------------ admission
+
+    def price(self, model_id: str) -> money.Price:
+        p = self._prices.get(model_id)
+        if p is None:
+            p = self._prices[model_id] = money.Price.from_config(self.catalogue.models[model_id].price)
+        return p
+
+    def _window_specs(self, key: KeyRecord) -> tuple[lim.WindowSpec, ...]:
+        specs = self._specs.get(key.limits)
+        if specs is None:
+            given = [lim.parse_limit_spec(s) for s in key.limits]
+            named = {s.seconds for s in given}
+            defaults = [lim.WindowSpec(_name(sec), sec, None, None, None) for sec in self._default_windows
+                        if sec not in named]
+            specs = self._specs[key.limits] = tuple(sorted([*given, *defaults], key=lambda s: s.seconds))
+        return specs
+
+    async def windows(self, key: KeyRecord) -> lim.KeyWindows:
+        kw, created = self.limits.ensure(key.id, self._window_specs(key), key.max_concurrency)
+        if created:
+            fut = asyncio.get_running_loop().create_future()
+            self._loading[key.id] = fut
+            try:
+                longest = max((s.seconds for s in kw.specs), default=0)
+                kw.load(await self._history(key.id, self.clock() - longest), self.clock())
+            finally:
+                fut.set_result(None)
+                self._loading.pop(key.id, None)
+        elif key.id in self._loading:
+            await self._loading[key.id]
+        return kw
+
+    async def recorded_windows(self, key: KeyRecord, now: float | None = None) -> list[lim.WindowState]:
+        """The key's windows as its usage records show them, without open holds: for reports made
+        outside the gateway process (``bytespike usage``)."""
+        at = self.clock() if now is None else now
+        kw = lim.KeyWindows(self._window_specs(key), key.max_concurrency)
+        kw.load(await self._history(key.id, at - max((s.seconds for s in kw.specs), default=0)), at)
+        return kw.snapshot(at)
+
+    async def _history(self, key_id: str, since: float) -> list[lim.UsageEvent]:
+        tokens = (usage_records.c.input_tokens + usage_records.c.output_tokens + usage_records.c.cache_read_tokens
+                  + usage_records.c.cache_write_5m_tokens + usage_records.c.cache_write_1h_tokens)
+        async with self.db.read() as conn:
+            rows = (await conn.execute(
+                select(usage_records.c.created_at, usage_records.c.cost, tokens)
+                .where(usage_records.c.key_id == key_id, usage_records.c.created_at > since,
+                       usage_records.c.status.in_(("succeeded", "client_disconnected")))
+                .order_by(usage_records.c.created_at)
+            )).all()
+        return [lim.UsageEvent(float(r[0]), int(r[1]), int(r[2])) for r in rows]
+
+    async def admit(self, request_id: str, key: KeyRecord, resolved: Resolved, max_tokens: int,
+                    input_estimate: int) -> Ticket:
+        model_id = resolved.model.id
+        price = self.price(model_id)
+        mult = self.catalogue.multiplier(key.group)
+        if not self.enabled:
+            return Ticket(request_id, key.account_id, key.id, 0, price, mult, None, None, None)
+        now = self.clock()
+        kw = await self.windows(key)
+        lowered: int | None = None
+        hold = money.hold_amount(input_estimate, max_tokens, price, mult)
+        headroom = kw.usd_headroom(now)
+        if headroom is not None and hold > headroom:
+            lowered = money.affordable_max_tokens(max(headroom, 0), input_estimate, price, mult, max_tokens)
+            if lowered is not None:
+                hold = money.hold_amount(input_estimate, lowered, price, mult)
+        decision = kw.admit(now, hold)
+        if isinstance(decision, lim.Refused):
+            err = _refusal(decision)
+            err.headers.update(self._headroom(kw, now))
+            raise err
+        try:
+            hold, lowered = await self.wallets.reserve(
+                request_id, key.account_id, key.id, need(input_estimate, lowered or max_tokens, max_tokens, price, mult),
+                now, now + self.hold_seconds)
+        except BaseException:
+            kw.release(decision)
+            raise
+        return Ticket(request_id, key.account_id, key.id, hold, price, mult, lowered, kw, decision)
+
+    def headers(self, ticket: Ticket | None) -> dict[str, str]:
+        """Remaining headroom of the key's capped windows (see README, "Limits and rate-limit headers")."""
+        if ticket is None or ticket.windows is None:
+            return {}
+        return self._headroom(ticket.windows, self.clock())
+
+    def _headroom(self, kw: lim.KeyWindows, now: float) -> dict[str, str]:
+        if not any(s.usd is not None or s.requests is not None or s.tokens is not None for s in kw.specs):
+            return {}
+        out: dict[str, str] = {}
+        tight_req: lim.WindowState | None = None
+        tight_tok: lim.WindowState | None = None
+        for w in kw.snapshot(now):
+            n = w.name
+            if w.usd_cap is not None:
+                out[f"bytespike-ratelimit-{n}-usd-limit"] = money.format_usd(w.usd_cap)
+                out[f"bytespike-ratelimit-{n}-usd-remaining"] = money.format_usd(max(w.usd_remaining or 0, 0))
+            if w.requests_cap is not None:
+                out[f"bytespike-ratelimit-{n}-requests-remaining"] = str(max(w.requests_remaining or 0, 0))
+                if tight_req is None or (w.requests_remaining or 0) < (tight_req.requests_remaining or 0):
+                    tight_req = w
+            if w.tokens_cap is not None:
+                out[f"bytespike-ratelimit-{n}-tokens-remaining"] = str(max(w.tokens_remaining or 0, 0))
+                if tight_tok is None or (w.tokens_remaining or 0) < (tight_tok.tokens_remaining or 0):
+                    tight_tok = w
+            if w.resets_at is not None and (w.usd_cap is not None or w.requests_cap is not None
+                                            or w.tokens_cap is not None):
+                out[f"bytespike-ratelimit-{n}-reset"] = _rfc3339(w.resets_at)
+        for kind, w in (("requests", tight_req), ("tokens", tight_tok)):
+            if w is not None:
+                out[f"anthropic-ratelimit-{kind}-limit"] = str(getattr(w, f"{kind}_cap"))
+                out[f"anthropic-ratelimit-{kind}-remaining"] = str(max(getattr(w, f"{kind}_remaining") or 0, 0))
+                out[f"anthropic-ratelimit-{kind}-reset"] = _rfc3339(w.resets_at or now)
+        return out
+
+    # ------------------------------------------------------------ settlement
+
+    async def settle(self, ticket: Ticket | None, *, request_id: str, key: KeyRecord | None, protocol: str,
+                     model_asked: str, model_used: str | None, provider: str | None, upstream_model: str | None,
+                     stream: bool, usage: dict[str, Any] | None, outcome: Outcome, http_status: int,
+                     error_type: str | None, latency_ms: float, ttft_ms: float | None) -> int:
+        """Queue the request's settlement; returns what it is charged (nano-USD)."""
+        if not self.enabled:
+            return 0
+        now = self.clock()
+        u = money.Usage.from_anthropic(usage) if usage is not None else money.Usage()
+        billable = outcome in (Outcome.SUCCEEDED, Outcome.CLIENT_DISCONNECTED) and usage is not None
+        charge = money.cost(u, ticket.price, ticket.multiplier) if (billable and ticket is not None) else 0
+        if ticket is not None and charge > ticket.hold:
+            # Only content the upstream fetched by URL can outgrow the hold's input estimate; the
+            # answer was delivered, so it is charged in full (the wallet may dip below zero).
+            log.warning("request %s cost %d nano-USD, more than its hold %d", request_id, charge, ticket.hold)
+        if ticket is not None and ticket.windows is not None and ticket.window_ticket is not None:
+            if billable:
+                ticket.windows.settle(ticket.window_ticket, now, charge, u.total_tokens)
+            else:
+                ticket.windows.release(ticket.window_ticket)
+        account_id = ticket.account_id if ticket else (key.account_id if key else None)
+        if ticket is not None:
+            self.wallets.settled(account_id, ticket.hold, charge)
+        self._put(books.Settlement(
+            request_id=request_id, account_id=account_id, key_id=key.id if key else None, charge=charge,
+            note=model_asked, had_hold=ticket is not None and ticket.hold > 0,
+            record={
+                "request_id": request_id, "created_at": now, "account_id": account_id,
+                "key_id": key.id if key else None, "protocol": protocol, "model_asked": model_asked,
+                "model_used": model_used, "provider": provider, "upstream_model": upstream_model,
+                "stream": stream, "input_tokens": u.input_tokens if billable else 0,
+                "output_tokens": u.output_tokens if billable else 0,
+                "cache_read_tokens": u.cache_read_tokens if billable else 0,
+                "cache_write_5m_tokens": u.cache_write_5m_tokens if billable else 0,
+                "cache_write_1h_tokens": u.cache_write_1h_tokens if billable else 0,
+                "cost": charge, "status": outcome.value, "http_status": http_status, "error_type": error_type,
+                "latency_ms": latency_ms, "ttft_ms": ttft_ms,
+            },
+            due=time.monotonic() + max(self._settle_delay, SETTLE_BATCH_SECONDS),
+        ))
+        return charge
+
+    async def wallet(self, account_id: str) -> tuple[int, int]:
+        """(balance, held) as admission sees them: this process's own view when its wallets are in
+        memory (charges not yet written included), else the database's."""
+        if isinstance(self.wallets, LocalWallets):
+            view = await self.wallets.view(account_id, self.clock())
+            if view is not None:
+                return view
+        async with self.db.read() as conn:
+            now = self.clock()
+            return await books.balance(conn, account_id), await books.held(conn, account_id, now)
+
+    def _put(self, item: books.HoldRow | books.Settlement) -> None:
+        self._outstanding += 1
+        self._queue.put_nowait(item)
+        self._wake.set()
+
+    def _done(self, n: int) -> None:
+        self._outstanding -= n
+        if self._outstanding <= 0:
+            self._idle.set()
+
+    async def _write_loop(self) -> None:
+        """One writer for every hold row and settlement: batches, one transaction each, in order.
+
+        A hold row is written only once its request has run for ``HOLD_ROW_DELAY`` seconds: most
+        requests settle sooner, and then neither the row nor its deletion is written at all.
+        """
+        delayed: collections.deque[books.Settlement] = collections.deque()
+        waiting: dict[str, books.HoldRow] = {}  # hold rows not written yet, oldest first
+        while True:
+            if self._queue.empty():
+                # Sleep until something is queued or something is due. (Waiting on an event, not
+                # on queue.get under a timeout, so no item can be lost to the timeout.)
+                self._wake.clear()
+                dues = [d for d in (delayed[0].due if delayed else None,
+                                    next(iter(waiting.values())).due if waiting else None) if d is not None]
+                timeout = max(min(dues) - time.monotonic(), 0) if dues else None
+                if self._draining and dues:
+                    timeout = 0
+                if timeout is None or timeout > 0:
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), timeout)
+                    except TimeoutError:
+                        pass
+            taken = 0
+            while taken < 512 and not self._queue.empty():
+                item = self._queue.get_nowait()
+                taken += 1
+                if isinstance(item, books.HoldRow):
+                    waiting[item.id] = item
+                else:
+                    if waiting.pop(item.request_id, None) is not None:
+                        item.had_hold = False  # settled before its hold row was ever written
+                        self._done(1)
+                    delayed.append(item)
+            clock = math.inf if self._draining else time.monotonic()
+            new_holds: list[books.HoldRow] = []
+            while waiting:
+                first = next(iter(waiting.values()))
+                if first.due > clock:
+                    break
+                new_holds.append(waiting.pop(first.id))
+            due: list[books.Settlement] = []
+            while delayed and delayed[0].due <= clock:
+                due.append(delayed.popleft())
+            try:
+                await self._write(new_holds, due)
+            finally:
+                for _ in range(taken):
+                    self._queue.task_done()
+                self._done(len(new_holds) + len(due))
+
+    async def _write(self, new_holds: list[books.HoldRow], due: list[books.Settlement]) -> None:
+        if not new_holds and not due:
+            return
+        try:
+            async with self.db.write() as conn:
+                await books.insert_holds(conn, new_holds)
+                await books.write_settlements(conn, due, self.clock())
+        except Exception:  # the writer must outlive one bad batch; retried item by item below
+            log.exception("a batch of %d holds and %d settlements failed; writing them one by one",
+                          len(new_holds), len(due))
+            for one in [*new_holds, *due]:
+                try:
+                    async with self.db.write() as conn:
+                        if isinstance(one, books.HoldRow):
+                            await books.insert_holds(conn, [one])
+                        else:
+                            await books.write_settlements(conn, [one], self.clock())
+                except Exception:
+                    log.exception("could not write %s", one)
+                    continue
+                if isinstance(one, books.Settlement):
+                    self.wallets.written(one.account_id, one.charge)
+            return
+        for s in due:
+            if s.charge:
+                self.wallets.written(s.account_id, s.charge)
+
+
+def _refusal(r: lim.Refused) -> GatewayError:
+    what = {"usd": "USD spend", "requests": "request", "tokens": "token", "concurrency": "concurrent request"}
+    if r.reason == "concurrency":
+        msg = "too many concurrent requests for this key"
+    else:
+        msg = f"this key's {r.window} {what.get(r.reason, r.reason)} limit is reached"
+    retry = max(int(r.retry_after), 1)
+    return GatewayError("rate_limit_error", f"{msg}; retry in {retry} seconds",
+                        headers={"retry-after": str(retry), "x-should-retry": "true" if retry <= 60 else "false"})
+
+
+def _name(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _rfc3339(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))

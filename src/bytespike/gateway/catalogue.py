@@ -1,0 +1,66 @@
+"""The model catalogue at run time: ids and aliases, groups, and what each model exposes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from fnmatch import fnmatchcase
+
+from bytespike.config import GroupConfig, ModelConfig, ProviderConfig, Settings
+
+# Inbound protocols a model is served on, by the type of its first deployment's provider.
+_NATIVE = {"anthropic": "anthropic", "openai": "openai", "gemini": "gemini"}
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A request's model: the id the client asked for and the catalogue entry serving it."""
+
+    asked: str
+    model: ModelConfig
+
+
+class Catalogue:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.models = settings.models
+        self.providers: dict[str, ProviderConfig] = settings.providers
+        self.groups: dict[str, GroupConfig] = settings.groups
+        self._by_name: dict[str, ModelConfig] = {}
+        for m in self.models.values():
+            self._by_name[m.id] = m
+            for a in m.aliases:
+                self._by_name[a] = m
+        self._allowed: dict[tuple[str, str], bool] = {}
+
+    def resolve(self, name: str) -> Resolved | None:
+        m = self._by_name.get(name)
+        return Resolved(name, m) if m is not None else None
+
+    def allows(self, group: str, model_id: str) -> bool:
+        key = (group, model_id)
+        hit = self._allowed.get(key)
+        if hit is None:
+            g = self.groups.get(group)
+            hit = g is not None and any(fnmatchcase(model_id, p) for p in g.models)
+            self._allowed[key] = hit
+        return hit
+
+    def multiplier(self, group: str) -> Decimal:
+        g = self.groups.get(group)
+        return g.multiplier if g is not None else Decimal(1)
+
+    def for_group(self, group: str) -> list[ModelConfig]:
+        return [m for m in self.models.values() if self.allows(group, m.id)]
+
+    def provider_type(self, model: ModelConfig) -> str:
+        return self.providers[model.deployments[0].provider].type
+
+    def protocols(self, model: ModelConfig) -> list[str]:
+        """Inbound protocols through which the model is reachable, translated ones suffixed."""
+        native = _NATIVE[self.provider_type(model)]
+        if native == "anthropic":
+            return ["anthropic", "openai:translated"]
+        if native == "openai":
+            return ["openai", "anthropic:translated"]
+        return ["anthropic:translated", "openai:translated"]

@@ -1,0 +1,338 @@
+"""The road every inference request takes, one function per inbound protocol:
+
+authenticate -> parse -> resolve the model -> admit (limits and hold) -> route -> call the
+provider (translating if needed) -> relay back -> settle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from random import getrandbits
+from typing import Any
+
+import orjson
+
+from bytespike.billing.service import Outcome, Ticket
+from bytespike.config import DeploymentConfig
+from bytespike.errors import GatewayError, bad_request
+from bytespike.gateway import plan as bridge
+from bytespike.gateway import routing
+from bytespike.gateway.catalogue import Resolved
+from bytespike.gateway.relay import Relay
+from bytespike.http.asgi import (
+    JSON,
+    SSE,
+    Receive,
+    Scope,
+    Send,
+    header_map,
+    headers_list,
+    read_body,
+    send_body,
+)
+from bytespike.providers.client import UpstreamResponse
+from bytespike.state import State
+from bytespike.store.accounts import KeyRecord
+
+log = logging.getLogger("bytespike.gateway.pipeline")
+
+
+def new_request_id() -> str:
+    """``req_`` + 96 random bits. From the in-process generator, not the OS: a system call per
+    request would hand the GIL to the background writer threads."""
+    return f"req_{getrandbits(96):024x}"
+
+
+@dataclass(slots=True)
+class Call:
+    """What one request has learnt so far; settlement and the usage record read it."""
+
+    request_id: str
+    protocol: str  # "anthropic" | "openai"
+    started: float
+    key: KeyRecord | None = None
+    resolved: Resolved | None = None
+    stream: bool = False
+    ticket: Ticket | None = None
+    provider: str | None = None
+    upstream_model: str | None = None
+    first_byte: float | None = None
+    extra_headers: dict[str, str] = field(default_factory=dict)
+    req: dict[str, Any] | None = None
+    attempts: int = 0
+    # how it ended, as settled (or as refused before settlement)
+    status: int = 0
+    outcome: Outcome | None = None
+    charge: int = 0  # nano-USD, as settlement billed it
+    usage: dict[str, Any] | None = None
+    error_type: str | None = None
+
+
+# A stream still open when the shutdown deadline passes ends with this.
+SHUTDOWN = GatewayError("overloaded_error", "the gateway shut down before the answer was complete")
+
+
+# ---------------------------------------------------------------- entry points
+
+
+async def messages(state: State, scope: Scope, receive: Receive, send: Send) -> None:
+    await _infer(state, scope, receive, send, "anthropic")
+
+
+async def chat_completions(state: State, scope: Scope, receive: Receive, send: Send) -> None:
+    await _infer(state, scope, receive, send, "openai")
+
+
+async def _infer(state: State, scope: Scope, receive: Receive, send: Send, protocol: str) -> None:
+    call = Call(new_request_id(), protocol, time.perf_counter())
+    headers = header_map(scope)
+    started = False
+    try:
+        body = await read_body(receive, state.settings.max_body_bytes, headers.get(b"content-length"))
+        call.key = await state.keys.authenticate(headers)
+        req = call.req = _parse(body, protocol)
+        call.stream = req.get("stream") is True
+        call.resolved = _resolve(state, req.get("model"), call.key, protocol)
+        plan = bridge.plan(state, protocol, call.resolved, req, body, headers, scope.get("query_string", b""))
+        call.ticket = await state.billing.admit(call.request_id, call.key, call.resolved, plan.max_tokens,
+                                                 plan.input_estimate)
+        if call.ticket.max_tokens is not None and call.ticket.max_tokens < plan.max_tokens:
+            plan.lower_max_tokens(call.ticket.max_tokens)
+            call.extra_headers["bytespike-max-tokens-lowered"] = str(call.ticket.max_tokens)
+        started = await _forward(state, call, plan, receive, send)
+    except GatewayError as err:
+        if started:
+            return
+        await _send_error(send, call, err)
+        await _settle_failure(state, call, err)
+    except ConnectionResetError:
+        return
+    except Exception:  # a gateway fault: the client still gets a clean error and nothing is billed
+        log.exception("request %s failed inside the gateway", call.request_id)
+        err = GatewayError("api_error", "internal gateway error; the request was not billed")
+        if call.first_byte is None:
+            await _send_error(send, call, err)
+        if call.outcome is None:
+            await _settle_failure(state, call, err)
+    except asyncio.CancelledError:
+        # The shutdown deadline passed: the usage record is still written and the client told; the
+        # request ends here rather than as a crash in the server's log.
+        if call.outcome is None:
+            await _settle_failure(state, call, SHUTDOWN)
+        if call.first_byte is None:
+            await _send_error(send, call, SHUTDOWN)
+    finally:
+        state.telemetry.finished(call)
+
+
+def _parse(body: bytes, protocol: str) -> dict[str, Any]:
+    try:
+        req = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise bad_request(f"request body is not valid JSON: {exc.args[0] if exc.args else exc}") from None
+    if not isinstance(req, dict):
+        raise bad_request("request body must be a JSON object")
+    model = req.get("model")
+    if not isinstance(model, str) or not model:
+        raise bad_request("model: field required (a model id string)", param="model")
+    msgs = req.get("messages")
+    if not isinstance(msgs, list):
+        raise bad_request("messages: field required (a list of messages)", param="messages")
+    if protocol == "anthropic":
+        mt = req.get("max_tokens")
+        if not isinstance(mt, int) or isinstance(mt, bool) or mt < 0:
+            raise bad_request("max_tokens: field required (a non-negative integer)", param="max_tokens")
+    if "stream" in req and not isinstance(req["stream"], bool):
+        raise bad_request("stream: must be a boolean", param="stream")
+    return req
+
+
+def _resolve(state: State, model: Any, key: KeyRecord, protocol: str) -> Resolved:
+    resolved = state.catalogue.resolve(model)
+    if resolved is None:
+        raise GatewayError("not_found_error", f"model: {model!r} is not a model this gateway serves", param="model")
+    if not state.catalogue.allows(key.group, resolved.model.id):
+        raise GatewayError(
+            "permission_error",
+            f"model {model!r} is not available to this key's group {key.group!r}",
+            param="model",
+        )
+    return resolved
+
+
+# ---------------------------------------------------------------- forwarding
+
+
+async def _forward(state: State, call: Call, plan: bridge.Plan, receive: Receive, send: Send) -> bool:
+    """Try deployments in order until one answers; returns True once the client got a response start.
+
+    A retryable failure (429, 5xx, timeout, connection error) before the client's first byte moves
+    on to the next deployment; once the client has a byte, nothing is retried.
+    """
+    assert call.resolved is not None
+    last: GatewayError | None = None
+    for dep in state.router.order(call.resolved.model, routing.affinity_key(plan.req)):
+        provider = state.settings.providers[dep.provider]
+        call.provider, call.upstream_model = dep.provider, dep.model
+        call.attempts += 1
+        upstream_req = plan.build(provider, dep)
+        try:
+            resp = await state.upstreams.open(dep.provider, upstream_req, stream=call.stream)
+            if resp.status != 200:
+                raise resp.error(await resp.read())
+            if call.stream:
+                chunks = resp.chunks()
+                first = await _first_chunk(chunks)
+            else:
+                raw = await resp.read()
+        except GatewayError as err:
+            state.router.failed(dep, err)
+            last = err
+            if err.retryable:
+                continue
+            raise
+        if call.stream:
+            broke = await _stream(state, call, plan.relay(provider, dep), resp, chunks, first, receive, send)
+            _report(state, dep, broke)
+            return True
+        state.router.succeeded(dep)
+        call.first_byte = time.perf_counter()
+        out, usage = plan.convert(raw, provider, dep)
+        hdrs = headers_list(JSON, call.request_id, {**call.extra_headers, **state.billing.headers(call.ticket)})
+        await send_body(send, 200, out, hdrs)
+        await _settle(state, call, usage, Outcome.SUCCEEDED, 200)
+        return True
+    raise last or GatewayError("overloaded_error", "no route to this model is available")
+
+
+def _report(state: State, dep: DeploymentConfig, broke: GatewayError | None) -> None:
+    """A stream's deployment is judged when the stream ends: one that breaks mid-way is failing too."""
+    if broke is None:
+        state.router.succeeded(dep)
+    else:
+        state.router.failed(dep, broke)
+
+
+async def _first_chunk(chunks: AsyncIterator[bytes]) -> bytes:
+    """Wait for the first upstream bytes before answering, so a stream that dies at once can fail over."""
+    try:
+        return await anext(chunks)
+    except StopAsyncIteration:
+        raise GatewayError("api_error", "the upstream stream was empty", retryable=True) from None
+
+
+async def _stream(state: State, call: Call, relay: Relay, resp: UpstreamResponse, chunks: AsyncIterator[bytes],
+                  first: bytes, receive: Receive, send: Send) -> GatewayError | None:
+    """Relay the stream and settle it; returns how the upstream broke, if it did."""
+    gone = asyncio.Event()
+
+    async def watch() -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                gone.set()
+                return
+
+    watcher = asyncio.create_task(watch())
+    hdrs = headers_list(SSE, call.request_id, {**call.extra_headers, **state.billing.headers(call.ticket),
+                                               "cache-control": "no-cache"})
+    call.first_byte = time.perf_counter()
+    outcome = Outcome.SUCCEEDED
+    error: GatewayError | None = None
+    try:
+        await send({"type": "http.response.start", "status": 200, "headers": hdrs})
+        out = relay.feed(first)
+        if out:
+            await send({"type": "http.response.body", "body": out, "more_body": True})
+        try:
+            async for chunk in chunks:
+                if gone.is_set():
+                    outcome = Outcome.CLIENT_DISCONNECTED
+                    break
+                out = relay.feed(chunk)
+                if out:
+                    await send({"type": "http.response.body", "body": out, "more_body": True})
+        except GatewayError as err:
+            error = err
+        if outcome is Outcome.SUCCEEDED:
+            tail = relay.fail(error) if error is not None else relay.end()
+            if not relay.ok:
+                outcome = Outcome.FAILED
+            await send({"type": "http.response.body", "body": tail, "more_body": False})
+    except OSError:
+        outcome = Outcome.CLIENT_DISCONNECTED
+    except asyncio.CancelledError:  # the shutdown deadline: settle first, then tell the client if it can hear
+        await _settle(state, call, None, Outcome.FAILED, 200, "shutdown")
+        with contextlib.suppress(OSError, TimeoutError):
+            async with asyncio.timeout(1):
+                await send({"type": "http.response.body", "body": relay.fail(SHUTDOWN), "more_body": False})
+        raise
+    finally:
+        watcher.cancel()
+        resp.close()
+    if gone.is_set() and outcome is Outcome.SUCCEEDED and not relay.ok:
+        outcome = Outcome.CLIENT_DISCONNECTED
+    usage = relay.usage
+    if outcome is Outcome.CLIENT_DISCONNECTED:
+        usage = _usage_so_far(relay)
+    await _settle(state, call, usage if outcome is not Outcome.FAILED else None, outcome,
+                  200, error.type if error else ("stream_incomplete" if outcome is Outcome.FAILED else None))
+    if outcome is Outcome.FAILED:
+        return error or GatewayError("api_error", "the upstream stream ended before the message was complete",
+                                     retryable=True)
+    return None
+
+
+def _usage_so_far(relay: Relay) -> dict[str, Any]:
+    """For a client that left mid-stream: input as reported, output estimated at 4 characters a token."""
+    usage = dict(relay.usage)
+    estimate = (relay.output_chars + 3) // 4
+    usage["output_tokens"] = max(int(usage.get("output_tokens") or 0), estimate)
+    return usage
+
+
+# ---------------------------------------------------------------- endings
+
+
+async def _send_error(send: Send, call: Call, err: GatewayError) -> None:
+    call.status, call.error_type = err.status, err.type
+    body = err.anthropic_body(call.request_id) if call.protocol == "anthropic" else err.openai_body()
+    hdrs = headers_list(JSON, call.request_id, {**err.headers, **({"x-should-retry": "true"} if err.retryable else {})})
+    try:
+        await send_body(send, err.status, body, hdrs)
+    except OSError:
+        pass
+
+
+async def _settle(state: State, call: Call, usage: dict[str, Any] | None, outcome: Outcome, status: int,
+                  error_type: str | None = None) -> None:
+    call.status, call.outcome, call.usage, call.error_type = status, outcome, usage, error_type
+    now = time.perf_counter()
+    call.charge = await state.billing.settle(
+        call.ticket,
+        request_id=call.request_id,
+        key=call.key,
+        protocol=call.protocol,
+        model_asked=call.resolved.asked if call.resolved else "",
+        model_used=call.resolved.model.id if call.resolved else None,
+        provider=call.provider,
+        upstream_model=call.upstream_model,
+        stream=call.stream,
+        usage=usage,
+        outcome=outcome,
+        http_status=status,
+        error_type=error_type,
+        latency_ms=(now - call.started) * 1000,
+        ttft_ms=((call.first_byte - call.started) * 1000) if call.first_byte else None,
+    )
+
+
+async def _settle_failure(state: State, call: Call, err: GatewayError) -> None:
+    if call.key is None:
+        return
+    await _settle(state, call, None, Outcome.REFUSED if call.ticket is None else Outcome.FAILED, err.status, err.type)

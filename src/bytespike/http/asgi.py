@@ -1,0 +1,58 @@
+"""Small ASGI helpers for the hot path: read a bounded body, send a whole response."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from bytespike.errors import GatewayError
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+JSON = b"application/json"
+SSE = b"text/event-stream; charset=utf-8"
+
+
+def header_map(scope: Scope) -> dict[bytes, bytes]:
+    return {k.lower(): v for k, v in scope["headers"]}
+
+
+async def read_body(receive: Receive, limit: int, declared: bytes | None) -> bytes:
+    """The request body, refused with 413 past ``limit`` bytes (checked before reading when declared)."""
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise GatewayError("request_too_large", f"request body exceeds the {limit} byte limit")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            raise ConnectionResetError("client went away while sending the body")
+        body = msg.get("body", b"")
+        if body:
+            size += len(body)
+            if size > limit:
+                raise GatewayError("request_too_large", f"request body exceeds the {limit} byte limit")
+            chunks.append(body)
+        if not msg.get("more_body"):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def headers_list(content_type: bytes, request_id: str, extra: dict[str, str] | None = None) -> list[tuple[bytes, bytes]]:
+    h = [(b"content-type", content_type), (b"request-id", request_id.encode())]
+    if extra:
+        h.extend((k.encode(), str(v).encode()) for k, v in extra.items())
+    return h
+
+
+async def send_body(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_json(send: Send, status: int, data: Any, request_id: str, extra: dict[str, str] | None = None) -> None:
+    await send_body(send, status, orjson.dumps(data), headers_list(JSON, request_id, extra))
