@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import os
 import sys
 import time
@@ -97,7 +98,7 @@ def serve(
               f"(config: {settings.source}, database: {db_note.split('@')[-1]})")
     uvicorn.run("bytespike.http.serving:factory", factory=True, host=host, port=port, workers=workers,
                 loop="uvloop", http="httptools", log_level=log_level, access_log=False,
-                timeout_graceful_shutdown=settings.shutdown_timeout, proxy_headers=False, server_header=False)
+                timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout), proxy_headers=False, server_header=False)
 
 
 # ---------------------------------------------------------------- users and orgs
@@ -359,7 +360,7 @@ def models(config: str | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
 
     s = _settings(config)
     cat = Catalogue(s)
-    rows = [{"id": m.id, "aliases": list(m.aliases), "price": {k: str(v) for k, v in m.price.items()},
+    rows: list[dict[str, Any]] = [{"id": m.id, "aliases": list(m.aliases), "price": {k: str(v) for k, v in m.price.items()},
              "protocols": cat.protocols(m), "deployments": [dataclasses.asdict(d) for d in m.deployments]}
             for m in s.models.values()]
     if as_json:

@@ -17,7 +17,9 @@ from typing import Any
 
 import yaml
 
-PROVIDER_TYPES = ("anthropic", "openai", "gemini")
+from bytespike.providers import TYPES
+
+PROVIDER_TYPES = tuple(TYPES)
 BUILTIN = "<built-in catalogue>"
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _HIDDEN = re.compile(r"__bsenv(\d+)__")
@@ -212,8 +214,8 @@ class _Node:
         if not isinstance(self.node, yaml.ScalarNode):
             raise self.fail("expected a string")
         value = str(self.node.value)
-        originals = self.env.get(_PLACEHOLDERS) or []
-        value = _HIDDEN.sub(lambda m: originals[int(m.group(1))], value)  # type: ignore[index]
+        originals: Any = self.env.get(_PLACEHOLDERS) or []
+        value = _HIDDEN.sub(lambda m: originals[int(m.group(1))], value)
 
         def sub(m: re.Match[str]) -> str:
             name, default = m.group(1), m.group(2)
@@ -333,16 +335,20 @@ def _settings(root: _Node) -> Settings:
     )
 
 
+def _one_of(names: tuple[str, ...]) -> str:
+    return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
+
+
 def _providers(n: _Node, breaker: BreakerConfig) -> dict[str, ProviderConfig]:
     out: dict[str, ProviderConfig] = {}
     for name, pn in n.mapping().items():
         f = pn.mapping()
         _unknown(pn, f, ("type", "base_url", "api_key", "timeouts", "headers", "options", "breaker"))
         if "type" not in f:
-            raise pn.fail("'type' is required (anthropic, openai or gemini)")
+            raise pn.fail(f"'type' is required ({_one_of(PROVIDER_TYPES)})")
         ptype = f["type"].string()
         if ptype not in PROVIDER_TYPES:
-            raise f["type"].fail(f"unknown provider type {ptype!r} (expected anthropic, openai or gemini)")
+            raise f["type"].fail(f"unknown provider type {ptype!r} (expected {_one_of(PROVIDER_TYPES)})")
         if "base_url" not in f:
             raise pn.fail("'base_url' is required")
         base_url = str(f["base_url"].string()).rstrip("/")

@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -115,6 +115,28 @@ def _env_seconds(env: Mapping[str, str], name: str, default: float) -> float:
     if value < 0:
         raise ValueError(f"{name}={raw!r}: must not be negative")
     return value
+
+
+class Settleable(Protocol):
+    """What settlement reads of a request (the road's ``Call``), and what it writes back."""
+
+    request_id: str
+    key: KeyRecord | None
+    resolved: Resolved | None
+    ticket: Ticket | None
+    provider: str | None
+    upstream_model: str | None
+    stream: bool
+    usage: dict[str, Any] | None
+    outcome: Outcome | None
+    status: int
+    error_type: str | None
+    started: float
+    first_byte: float | None
+    billed: money.Usage | None
+
+    @property
+    def protocol(self) -> str: ...
 
 
 class Billing:
@@ -316,25 +338,27 @@ class Billing:
             if w.resets_at is not None and (w.usd_cap is not None or w.requests_cap is not None
                                             or w.tokens_cap is not None):
                 out[f"bytespike-ratelimit-{n}-reset"] = _rfc3339(w.resets_at)
-        for kind, w in (("requests", tight_req), ("tokens", tight_tok)):
-            if w is not None:
-                out[f"anthropic-ratelimit-{kind}-limit"] = str(getattr(w, f"{kind}_cap"))
-                out[f"anthropic-ratelimit-{kind}-remaining"] = str(max(getattr(w, f"{kind}_remaining") or 0, 0))
-                out[f"anthropic-ratelimit-{kind}-reset"] = _rfc3339(w.resets_at or now)
+        for kind, tight in (("requests", tight_req), ("tokens", tight_tok)):
+            if tight is not None:
+                out[f"anthropic-ratelimit-{kind}-limit"] = str(getattr(tight, f"{kind}_cap"))
+                out[f"anthropic-ratelimit-{kind}-remaining"] = str(max(getattr(tight, f"{kind}_remaining") or 0, 0))
+                out[f"anthropic-ratelimit-{kind}-reset"] = _rfc3339(tight.resets_at or now)
         return out
 
     # ------------------------------------------------------------ settlement
 
-    async def settle(self, ticket: Ticket | None, *, request_id: str, key: KeyRecord | None, protocol: str,
-                     model_asked: str, model_used: str | None, provider: str | None, upstream_model: str | None,
-                     stream: bool, usage: dict[str, Any] | None, outcome: Outcome, http_status: int,
-                     error_type: str | None, latency_ms: float, ttft_ms: float | None) -> int:
-        """Queue the request's settlement; returns what it is charged (nano-USD)."""
+    async def settle(self, call: Settleable) -> int:
+        """Queue the request's settlement from what its call learnt; returns what it is charged
+        (nano-USD) and leaves the typed usage it billed on ``call.billed``."""
+        ticket, key, usage, outcome = call.ticket, call.key, call.usage, call.outcome
+        assert outcome is not None, "a call is settled once it has an outcome"
+        u = money.Usage.from_anthropic(usage) if usage is not None else money.Usage()
+        billable = outcome in (Outcome.SUCCEEDED, Outcome.CLIENT_DISCONNECTED) and usage is not None
+        call.billed = u if billable else None
         if not self.enabled:
             return 0
         now = self.clock()
-        u = money.Usage.from_anthropic(usage) if usage is not None else money.Usage()
-        billable = outcome in (Outcome.SUCCEEDED, Outcome.CLIENT_DISCONNECTED) and usage is not None
+        request_id = call.request_id
         charge = money.cost(u, ticket.price, ticket.multiplier) if (billable and ticket is not None) else 0
         if ticket is not None and charge > ticket.hold:
             # Only content the upstream fetched by URL can outgrow the hold's input estimate; the
@@ -348,20 +372,25 @@ class Billing:
         account_id = ticket.account_id if ticket else (key.account_id if key else None)
         if ticket is not None:
             self.wallets.settled(account_id, ticket.hold, charge)
+        resolved = call.resolved
+        model_asked = resolved.asked if resolved else ""
+        finished = time.perf_counter()
         self._put(books.Settlement(
             request_id=request_id, account_id=account_id, key_id=key.id if key else None, charge=charge,
             note=model_asked, had_hold=ticket is not None and ticket.hold > 0,
             record={
                 "request_id": request_id, "created_at": now, "account_id": account_id,
-                "key_id": key.id if key else None, "protocol": protocol, "model_asked": model_asked,
-                "model_used": model_used, "provider": provider, "upstream_model": upstream_model,
-                "stream": stream, "input_tokens": u.input_tokens if billable else 0,
+                "key_id": key.id if key else None, "protocol": call.protocol, "model_asked": model_asked,
+                "model_used": resolved.model.id if resolved else None, "provider": call.provider,
+                "upstream_model": call.upstream_model,
+                "stream": call.stream, "input_tokens": u.input_tokens if billable else 0,
                 "output_tokens": u.output_tokens if billable else 0,
                 "cache_read_tokens": u.cache_read_tokens if billable else 0,
                 "cache_write_5m_tokens": u.cache_write_5m_tokens if billable else 0,
                 "cache_write_1h_tokens": u.cache_write_1h_tokens if billable else 0,
-                "cost": charge, "status": outcome.value, "http_status": http_status, "error_type": error_type,
-                "latency_ms": latency_ms, "ttft_ms": ttft_ms,
+                "cost": charge, "status": outcome.value, "http_status": call.status, "error_type": call.error_type,
+                "latency_ms": (finished - call.started) * 1000,
+                "ttft_ms": ((call.first_byte - call.started) * 1000) if call.first_byte else None,
             },
             due=time.monotonic() + max(self._settle_delay, SETTLE_BATCH_SECONDS),
         ))
@@ -454,7 +483,7 @@ class Billing:
                     async with self.db.write() as conn:
                         if isinstance(one, books.HoldRow):
                             await books.insert_holds(conn, [one])
-                        else:
+                        elif isinstance(one, books.Settlement):
                             await books.write_settlements(conn, [one], self.clock())
                 except Exception:
                     log.exception("could not write %s", one)

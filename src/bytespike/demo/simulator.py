@@ -119,7 +119,7 @@ async def _openai(req: dict[str, Any], body: bytes, send: Send) -> None:
     text = DEMO_TEXT.format(model=model)
     cid = "chatcmpl-sim" + os.urandom(10).hex()
     created = int(time.time())
-    usage = {"prompt_tokens": _tokens(body), "completion_tokens": max(1, len(text) // 4),
+    usage: dict[str, Any] = {"prompt_tokens": _tokens(body), "completion_tokens": max(1, len(text) // 4),
              "prompt_tokens_details": {"cached_tokens": 0}, "completion_tokens_details": {"reasoning_tokens": 0}}
     usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
     call = {"id": "call_sim" + os.urandom(8).hex(), "type": "function",

@@ -7,9 +7,8 @@ from decimal import Decimal
 from fnmatch import fnmatchcase
 
 from bytespike.config import GroupConfig, ModelConfig, ProviderConfig, Settings
-
-# Inbound protocols a model is served on, by the type of its first deployment's provider.
-_NATIVE = {"anthropic": "anthropic", "openai": "openai", "gemini": "gemini"}
+from bytespike.protocols import INBOUND
+from bytespike.providers import TYPES
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,10 +56,20 @@ class Catalogue:
         return self.providers[model.deployments[0].provider].type
 
     def protocols(self, model: ModelConfig) -> list[str]:
-        """Inbound protocols through which the model is reachable, translated ones suffixed."""
-        native = _NATIVE[self.provider_type(model)]
-        if native == "anthropic":
-            return ["anthropic", "openai:translated"]
-        if native == "openai":
-            return ["openai", "anthropic:translated"]
-        return ["anthropic:translated", "openai:translated"]
+        """Inbound protocols through which the model is reachable, natives first, translated ones suffixed."""
+        wire = TYPES[self.provider_type(model)].wire
+        native = [p.name for p in INBOUND.values() if p.wire == wire]
+        return native + [f"{p.name}:translated" for p in INBOUND.values() if p.wire != wire]
+
+    def caveats(self, model: ModelConfig) -> list[str]:
+        """What reaching the model loses: the catalogue's own notes, the upstream type's (for any
+        translated request), and each translating inbound protocol's, named by its route."""
+        utype = TYPES[self.provider_type(model)]
+        out = list(model.caveats)
+        if any(p.wire != utype.wire for p in INBOUND.values()):
+            out.extend(utype.caveats)
+        for p in INBOUND.values():
+            if p.wire != utype.wire and p.caveats:
+                route = next((path for path, action in p.routes.items() if action == "infer"), p.name)
+                out.extend(f"On {route}: {c}" for c in p.caveats)
+        return out

@@ -10,20 +10,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from random import getrandbits
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import orjson
-
-from bytespike.billing.service import Outcome, Ticket
+from bytespike.billing.service import Outcome
 from bytespike.config import DeploymentConfig
-from bytespike.errors import GatewayError, bad_request
-from bytespike.gateway import plan as bridge
+from bytespike.errors import GatewayError
 from bytespike.gateway import routing
+from bytespike.gateway.call import Call, new_request_id
 from bytespike.gateway.catalogue import Resolved
-from bytespike.gateway.relay import Relay
+from bytespike.gateway.plan import Plan
 from bytespike.http.asgi import (
     JSON,
     SSE,
@@ -35,42 +31,12 @@ from bytespike.http.asgi import (
     read_body,
     send_body,
 )
+from bytespike.protocols.base import Inbound, Relay
 from bytespike.providers.client import UpstreamResponse
 from bytespike.state import State
 from bytespike.store.accounts import KeyRecord
 
 log = logging.getLogger("bytespike.gateway.pipeline")
-
-
-def new_request_id() -> str:
-    """``req_`` + 96 random bits. From the in-process generator, not the OS: a system call per
-    request would hand the GIL to the background writer threads."""
-    return f"req_{getrandbits(96):024x}"
-
-
-@dataclass(slots=True)
-class Call:
-    """What one request has learnt so far; settlement and the usage record read it."""
-
-    request_id: str
-    protocol: str  # "anthropic" | "openai"
-    started: float
-    key: KeyRecord | None = None
-    resolved: Resolved | None = None
-    stream: bool = False
-    ticket: Ticket | None = None
-    provider: str | None = None
-    upstream_model: str | None = None
-    first_byte: float | None = None
-    extra_headers: dict[str, str] = field(default_factory=dict)
-    req: dict[str, Any] | None = None
-    attempts: int = 0
-    # how it ended, as settled (or as refused before settlement)
-    status: int = 0
-    outcome: Outcome | None = None
-    charge: int = 0  # nano-USD, as settlement billed it
-    usage: dict[str, Any] | None = None
-    error_type: str | None = None
 
 
 # A stream still open when the shutdown deadline passes ends with this.
@@ -80,25 +46,28 @@ SHUTDOWN = GatewayError("overloaded_error", "the gateway shut down before the an
 # ---------------------------------------------------------------- entry points
 
 
-async def messages(state: State, scope: Scope, receive: Receive, send: Send) -> None:
-    await _infer(state, scope, receive, send, "anthropic")
+def entry(inbound: Inbound) -> Callable[[State, Scope, Receive, Send], Awaitable[None]]:
+    """The inference endpoint of one inbound protocol."""
+
+    async def infer(state: State, scope: Scope, receive: Receive, send: Send) -> None:
+        await _infer(state, scope, receive, send, inbound)
+
+    infer.__name__ = f"infer_{inbound.name}"
+    return infer
 
 
-async def chat_completions(state: State, scope: Scope, receive: Receive, send: Send) -> None:
-    await _infer(state, scope, receive, send, "openai")
-
-
-async def _infer(state: State, scope: Scope, receive: Receive, send: Send, protocol: str) -> None:
-    call = Call(new_request_id(), protocol, time.perf_counter())
+async def _infer(state: State, scope: Scope, receive: Receive, send: Send, inbound: Inbound) -> None:
+    call = Call(new_request_id(), inbound, time.perf_counter())
     headers = header_map(scope)
     started = False
     try:
         body = await read_body(receive, state.settings.max_body_bytes, headers.get(b"content-length"))
         call.key = await state.keys.authenticate(headers)
-        req = call.req = _parse(body, protocol)
+        req = call.req = inbound.parse(body, scope.get("path_params") or {})
         call.stream = req.get("stream") is True
-        call.resolved = _resolve(state, req.get("model"), call.key, protocol)
-        plan = bridge.plan(state, protocol, call.resolved, req, body, headers, scope.get("query_string", b""))
+        call.resolved = resolve(state, req.get("model"), call.key)
+        plan = Plan(inbound, call.resolved, req, body, headers, scope.get("query_string", b""),
+                    state.catalogue.provider_type(call.resolved.model))
         call.ticket = await state.billing.admit(call.request_id, call.key, call.resolved, plan.max_tokens,
                                                  plan.input_estimate)
         if call.ticket.max_tokens is not None and call.ticket.max_tokens < plan.max_tokens:
@@ -114,11 +83,11 @@ async def _infer(state: State, scope: Scope, receive: Receive, send: Send, proto
         return
     except Exception:  # a gateway fault: the client still gets a clean error and nothing is billed
         log.exception("request %s failed inside the gateway", call.request_id)
-        err = GatewayError("api_error", "internal gateway error; the request was not billed")
+        fault = GatewayError("api_error", "internal gateway error; the request was not billed")
         if call.first_byte is None:
-            await _send_error(send, call, err)
+            await _send_error(send, call, fault)
         if call.outcome is None:
-            await _settle_failure(state, call, err)
+            await _settle_failure(state, call, fault)
     except asyncio.CancelledError:
         # The shutdown deadline passed: the usage record is still written and the client told; the
         # request ends here rather than as a crash in the server's log.
@@ -130,29 +99,8 @@ async def _infer(state: State, scope: Scope, receive: Receive, send: Send, proto
         state.telemetry.finished(call)
 
 
-def _parse(body: bytes, protocol: str) -> dict[str, Any]:
-    try:
-        req = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise bad_request(f"request body is not valid JSON: {exc.args[0] if exc.args else exc}") from None
-    if not isinstance(req, dict):
-        raise bad_request("request body must be a JSON object")
-    model = req.get("model")
-    if not isinstance(model, str) or not model:
-        raise bad_request("model: field required (a model id string)", param="model")
-    msgs = req.get("messages")
-    if not isinstance(msgs, list):
-        raise bad_request("messages: field required (a list of messages)", param="messages")
-    if protocol == "anthropic":
-        mt = req.get("max_tokens")
-        if not isinstance(mt, int) or isinstance(mt, bool) or mt < 0:
-            raise bad_request("max_tokens: field required (a non-negative integer)", param="max_tokens")
-    if "stream" in req and not isinstance(req["stream"], bool):
-        raise bad_request("stream: must be a boolean", param="stream")
-    return req
-
-
-def _resolve(state: State, model: Any, key: KeyRecord, protocol: str) -> Resolved:
+def resolve(state: State, model: Any, key: KeyRecord) -> Resolved:
+    """The catalogue entry for the model asked for, if the key's group may use it."""
     resolved = state.catalogue.resolve(model)
     if resolved is None:
         raise GatewayError("not_found_error", f"model: {model!r} is not a model this gateway serves", param="model")
@@ -168,7 +116,7 @@ def _resolve(state: State, model: Any, key: KeyRecord, protocol: str) -> Resolve
 # ---------------------------------------------------------------- forwarding
 
 
-async def _forward(state: State, call: Call, plan: bridge.Plan, receive: Receive, send: Send) -> bool:
+async def _forward(state: State, call: Call, plan: Plan, receive: Receive, send: Send) -> bool:
     """Try deployments in order until one answers; returns True once the client got a response start.
 
     A retryable failure (429, 5xx, timeout, connection error) before the client's first byte moves
@@ -301,7 +249,7 @@ def _usage_so_far(relay: Relay) -> dict[str, Any]:
 
 async def _send_error(send: Send, call: Call, err: GatewayError) -> None:
     call.status, call.error_type = err.status, err.type
-    body = err.anthropic_body(call.request_id) if call.protocol == "anthropic" else err.openai_body()
+    body = call.inbound.error_body(err, call.request_id)
     hdrs = headers_list(JSON, call.request_id, {**err.headers, **({"x-should-retry": "true"} if err.retryable else {})})
     try:
         await send_body(send, err.status, body, hdrs)
@@ -312,24 +260,7 @@ async def _send_error(send: Send, call: Call, err: GatewayError) -> None:
 async def _settle(state: State, call: Call, usage: dict[str, Any] | None, outcome: Outcome, status: int,
                   error_type: str | None = None) -> None:
     call.status, call.outcome, call.usage, call.error_type = status, outcome, usage, error_type
-    now = time.perf_counter()
-    call.charge = await state.billing.settle(
-        call.ticket,
-        request_id=call.request_id,
-        key=call.key,
-        protocol=call.protocol,
-        model_asked=call.resolved.asked if call.resolved else "",
-        model_used=call.resolved.model.id if call.resolved else None,
-        provider=call.provider,
-        upstream_model=call.upstream_model,
-        stream=call.stream,
-        usage=usage,
-        outcome=outcome,
-        http_status=status,
-        error_type=error_type,
-        latency_ms=(now - call.started) * 1000,
-        ttft_ms=((call.first_byte - call.started) * 1000) if call.first_byte else None,
-    )
+    call.charge = await state.billing.settle(call)
 
 
 async def _settle_failure(state: State, call: Call, err: GatewayError) -> None:

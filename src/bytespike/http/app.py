@@ -15,12 +15,13 @@ from bytespike.billing.wallet import DatabaseInUse, own_sqlite
 from bytespike.config import Settings
 from bytespike.errors import GatewayError
 from bytespike.gateway import pipeline
-from bytespike.gateway.pipeline import new_request_id
+from bytespike.gateway.call import new_request_id
 from bytespike.http import endpoints
-from bytespike.http.asgi import JSON, Receive, Scope, Send, headers_list, send_body
+from bytespike.http.asgi import JSON, Receive, Scope, Send, header_map, headers_list, send_body
+from bytespike.protocols import INBOUND, for_request
+from bytespike.protocols.base import Inbound
 from bytespike.state import State
 from bytespike.store.db import sqlite_path, upgrade
-from bytespike.telemetry import metrics
 from bytespike.telemetry.logs import LogSink
 
 log = logging.getLogger("bytespike")
@@ -59,7 +60,7 @@ async def _method_not_allowed(scope: Scope, send: Send, methods: frozenset[str])
     err = GatewayError("invalid_request_error", f"{scope['method']} is not allowed on {scope['path']}; use {allowed}",
                        status=405)
     rid = new_request_id()
-    body = err.openai_body() if scope["path"].startswith("/v1/chat") else err.anthropic_body(rid)
+    body = for_request(scope["path"], header_map(scope)).error_body(err, rid)
     await send_body(send, 405, body, headers_list(JSON, rid, {"allow": allowed}))
 
 
@@ -99,10 +100,10 @@ def create_app(settings: Settings, *, demo: bool = False, extra_routes: list[Any
         return Endpoint(fn, holder, methods)
 
     post, get = ("POST",), ("GET",)
+    actions: dict[str, Callable[[Inbound], Handler]] = {"infer": pipeline.entry, "count_tokens": endpoints.count_tokens}
     routes: list[Any] = [
-        Route("/v1/messages", ep(pipeline.messages, post)),
-        Route("/v1/messages/count_tokens", ep(endpoints.count_tokens, post)),
-        Route("/v1/chat/completions", ep(pipeline.chat_completions, post)),
+        *(Route(path, ep(actions[action](inbound), post))
+          for inbound in INBOUND.values() for path, action in inbound.routes.items()),
         Route("/v1/models", ep(endpoints.list_models, get)),
         Route("/v1/models/{model_id:path}", ep(endpoints.get_model, get)),
         Route("/v1/usage", ep(endpoints.usage, get)),
@@ -110,7 +111,7 @@ def create_app(settings: Settings, *, demo: bool = False, extra_routes: list[Any
         Route("/v1/messages/batches/{rest:path}", ep(endpoints.batches)),
         Route("/healthz", ep(endpoints.healthz, get)),
         Route("/readyz", ep(endpoints.readyz, get)),
-        Route("/metrics", ep(metrics.endpoint, get)),
+        Route("/metrics", ep(endpoints.metrics, get)),
         *(extra_routes or []),
         Mount("/", ep(endpoints.not_found)),
     ]

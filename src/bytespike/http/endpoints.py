@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
-import orjson
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from bytespike.billing import money
 from bytespike.config import ModelConfig
-from bytespike.errors import GatewayError, bad_request
-from bytespike.gateway.pipeline import new_request_id
+from bytespike.errors import GatewayError
+from bytespike.gateway.call import new_request_id
+from bytespike.gateway.counting import count
+from bytespike.gateway.pipeline import resolve
 from bytespike.http.asgi import (
     JSON,
     Receive,
@@ -22,22 +26,33 @@ from bytespike.http.asgi import (
     send_body,
     send_json,
 )
+from bytespike.protocols import HUB, MODEL_LIST_DEFAULT, for_request
+from bytespike.protocols.base import Inbound
+from bytespike.providers import TYPES
 from bytespike.state import State
 
-_CREATED = "2025-01-01T00:00:00Z"
-_CREATED_TS = 1735689600
+Handler = Callable[[State, Scope, Receive, Send], Awaitable[None]]
 
 
-async def _guard(send: Send, protocol: str, rid: str, fn) -> None:  # type: ignore[no-untyped-def]
+
+async def _guard(send: Send, inbound: Inbound, rid: str, fn: Callable[[], Awaitable[None]]) -> None:
     try:
         await fn()
     except GatewayError as err:
-        body = err.anthropic_body(rid) if protocol == "anthropic" else err.openai_body()
-        await send_body(send, err.status, body, headers_list(JSON, rid, err.headers))
+        await send_body(send, err.status, inbound.error_body(err, rid), headers_list(JSON, rid, err.headers))
 
 
-def _protocol(headers: dict[bytes, bytes]) -> str:
-    return "anthropic" if b"anthropic-version" in headers else "openai"
+def _shape(scope: Scope, headers: dict[bytes, bytes]) -> Inbound:
+    return for_request(scope["path"], headers, MODEL_LIST_DEFAULT)
+
+
+@dataclass(frozen=True, slots=True)
+class _ModelView:
+    id: str
+    display_name: str
+    max_tokens: int | None
+    context_window: int | None
+    owner: str
 
 
 # ---------------------------------------------------------------- models
@@ -53,63 +68,29 @@ def _price_usd(model: ModelConfig, multiplier: Any) -> dict[str, str]:
     return out
 
 
-def _model_entry(state: State, m: ModelConfig, group: str, shape: str) -> dict[str, Any]:
-    extra = {
+def _model_entry(state: State, m: ModelConfig, group: str, shape: Inbound) -> dict[str, Any]:
+    ptype = state.catalogue.provider_type(m)
+    view = _ModelView(m.id, m.display_name, m.max_tokens, m.context_window,
+                      TYPES[ptype].owner(m.id) or m.deployments[0].provider)
+    entry = shape.model_entry(view)
+    entry.update({
         "aliases": list(m.aliases),
         "price": {"currency": "USD", "unit": "per million tokens", **_price_usd(m, state.catalogue.multiplier(group))},
         "protocols_aggregate": state.catalogue.protocols(m),
-        "caveats": _caveats(state, m),
-    }
-    if shape == "anthropic":
-        entry: dict[str, Any] = {"type": "model", "id": m.id, "display_name": m.display_name or m.id,
-                                 "created_at": _CREATED}
-        if m.context_window:
-            entry["max_input_tokens"] = m.context_window
-        if m.max_tokens:
-            entry["max_tokens"] = m.max_tokens
-    else:
-        entry = {"id": m.id, "object": "model", "created": _CREATED_TS, "owned_by": _owner(state, m)}
-    entry.update(extra)
+        "caveats": state.catalogue.caveats(m),
+    })
     return entry
-
-
-def _owner(state: State, m: ModelConfig) -> str:
-    if m.id.startswith("claude"):
-        return "anthropic"
-    return m.deployments[0].provider
-
-
-def _caveats(state: State, m: ModelConfig) -> list[str]:
-    out = list(m.caveats)
-    ptype = state.catalogue.provider_type(m)
-    try:
-        if ptype == "openai":
-            from bytespike.protocols.openai_chat.upstream import CAVEATS as c1
-            out.extend(c1)
-        elif ptype == "gemini":
-            from bytespike.protocols.gemini.upstream import CAVEATS as c2
-            out.extend(c2)
-        from bytespike.protocols.openai_chat.inbound import CAVEATS as c3
-        out.extend(f"On /v1/chat/completions: {c}" for c in c3)
-    except ImportError:
-        pass
-    return out
 
 
 async def list_models(state: State, scope: Scope, receive: Receive, send: Send) -> None:
     headers = header_map(scope)
     rid = new_request_id()
-    shape = _protocol(headers)
+    shape = _shape(scope, headers)
 
     async def run() -> None:
         key = await state.keys.authenticate(headers)
         entries = [_model_entry(state, m, key.group, shape) for m in state.catalogue.for_group(key.group)]
-        if shape == "anthropic":
-            body = {"data": entries, "has_more": False, "first_id": entries[0]["id"] if entries else None,
-                    "last_id": entries[-1]["id"] if entries else None}
-        else:
-            body = {"object": "list", "data": entries}
-        await send_json(send, 200, body, rid)
+        await send_json(send, 200, shape.model_list(entries), rid)
 
     await _guard(send, shape, rid, run)
 
@@ -117,7 +98,7 @@ async def list_models(state: State, scope: Scope, receive: Receive, send: Send) 
 async def get_model(state: State, scope: Scope, receive: Receive, send: Send) -> None:
     headers = header_map(scope)
     rid = new_request_id()
-    shape = _protocol(headers)
+    shape = _shape(scope, headers)
     model_id = scope["path_params"]["model_id"]
 
     async def run() -> None:
@@ -137,32 +118,25 @@ async def get_model(state: State, scope: Scope, receive: Receive, send: Send) ->
 # ---------------------------------------------------------------- count_tokens
 
 
-async def count_tokens(state: State, scope: Scope, receive: Receive, send: Send) -> None:
-    headers = header_map(scope)
-    rid = new_request_id()
+def count_tokens(inbound: Inbound) -> Handler:
+    """The token-counting endpoint of one inbound protocol: the vendor's counter where the upstream
+    type has one, else a local estimate."""
 
-    async def run() -> None:
-        body = await read_body(receive, state.settings.max_body_bytes, headers.get(b"content-length"))
-        key = await state.keys.authenticate(headers)
-        try:
-            req = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise bad_request("request body is not valid JSON") from None
-        if not isinstance(req, dict) or not isinstance(req.get("model"), str):
-            raise bad_request("model: field required", param="model")
-        if not isinstance(req.get("messages"), list):
-            raise bad_request("messages: field required", param="messages")
-        resolved = state.catalogue.resolve(req["model"])
-        if resolved is None:
-            raise GatewayError("not_found_error", f"model: {req['model']!r} is not a model this gateway serves")
-        if not state.catalogue.allows(key.group, resolved.model.id):
-            raise GatewayError("permission_error", f"model {req['model']!r} is not available to this key's group")
-        from bytespike.gateway.counting import count
+    async def endpoint(state: State, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = header_map(scope)
+        rid = new_request_id()
 
-        status, out = await count(state, resolved, req, body, headers, scope.get("query_string", b""))
-        await send_body(send, status, out, headers_list(JSON, rid))
+        async def run() -> None:
+            body = await read_body(receive, state.settings.max_body_bytes, headers.get(b"content-length"))
+            key = await state.keys.authenticate(headers)
+            hub = inbound.parse_count(body, scope.get("path_params") or {})
+            resolved = resolve(state, hub["model"], key)
+            status, out = await count(state, resolved, hub, body, headers, scope.get("query_string", b""))
+            await send_body(send, status, out, headers_list(JSON, rid))
 
-    await _guard(send, "anthropic", rid, run)
+        await _guard(send, inbound, rid, run)
+
+    return endpoint
 
 
 # ---------------------------------------------------------------- usage
@@ -171,7 +145,7 @@ async def count_tokens(state: State, scope: Scope, receive: Receive, send: Send)
 async def usage(state: State, scope: Scope, receive: Receive, send: Send) -> None:
     headers = header_map(scope)
     rid = new_request_id()
-    shape = _protocol(headers)
+    shape = _shape(scope, headers)
 
     async def run() -> None:
         key = await state.keys.authenticate(headers)
@@ -209,15 +183,21 @@ def _iso(ts: float | None) -> str | None:
 
 async def batches(state: State, scope: Scope, receive: Receive, send: Send) -> None:
     err = GatewayError("not_found_error",
-                       "/v1/messages/batches is not offered by this gateway; use /v1/tasks for queued work")
-    await send_body(send, 404, err.anthropic_body(), headers_list(JSON, new_request_id()))
+                       "/v1/messages/batches is not offered by this gateway; send each request to /v1/messages")
+    rid = new_request_id()
+    await send_body(send, 404, HUB.error_body(err, rid), headers_list(JSON, rid))
 
 
 async def not_found(state: State, scope: Scope, receive: Receive, send: Send) -> None:
-    err = GatewayError("not_found_error", f"no route {scope['method']} {scope['path']}")
+    err = GatewayError("not_found_error", f"no route {scope['method']} {_clip(scope['path'])}")
     rid = new_request_id()
-    body = err.openai_body() if scope["path"].startswith("/v1/chat") else err.anthropic_body(rid)
+    body = for_request(scope["path"], header_map(scope)).error_body(err, rid)
     await send_body(send, 404, body, headers_list(JSON, rid))
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    """Client text echoed in an error, bounded."""
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 async def healthz(state: State, scope: Scope, receive: Receive, send: Send) -> None:
@@ -231,3 +211,8 @@ async def readyz(state: State, scope: Scope, receive: Receive, send: Send) -> No
         await send_json(send, 503, {"status": "unavailable", "database": type(exc).__name__}, new_request_id())
         return
     await send_json(send, 200, {"status": "ready", "database": "ok"}, new_request_id())
+
+
+async def metrics(state: State, scope: Scope, receive: Receive, send: Send) -> None:
+    """``GET /metrics``: Prometheus text format."""
+    await send_body(send, 200, state.telemetry.metrics.render(), [(b"content-type", CONTENT_TYPE_LATEST.encode())])

@@ -316,3 +316,40 @@ def drop_gateway_thinking(req: Mapping[str, Any]) -> dict[str, Any] | None:
                 msg = {**msg, "content": kept or [{"type": "text", "text": "(no content)"}]}
         out.append(msg)
     return {**req, "messages": out} if changed else None
+
+
+def delta_chars(event: Mapping[str, Any]) -> int:
+    """Characters of generated output one ``content_block_delta`` carries (text, thinking, tool JSON)."""
+    delta = event.get("delta")
+    if not isinstance(delta, dict):
+        return 0
+    for field in ("text", "partial_json", "thinking"):
+        value = delta.get(field)
+        if isinstance(value, str):
+            return len(value)
+    return 0
+
+
+def merge_usage(into: dict[str, Any], usage: Mapping[str, Any] | None) -> None:
+    """Anthropic usage is cumulative: later values replace earlier ones, field by field."""
+    if not usage:
+        return
+    for k, v in usage.items():
+        if v is not None:
+            into[k] = v
+
+
+def lower_max_tokens(req: dict[str, Any], n: int) -> None:
+    """Lower a Messages request's ``max_tokens`` to ``n``, keeping any thinking budget below it
+    (Anthropic refuses a budget at or above max_tokens); thinking goes when no budget fits."""
+    req["max_tokens"] = n
+    thinking = req.get("thinking")
+    if isinstance(thinking, dict) and thinking.get("type") == "enabled":
+        budget = thinking.get("budget_tokens")
+        if isinstance(budget, int) and budget >= n:
+            if n > 1024:
+                thinking["budget_tokens"] = max(1024, n - 1024) if n > 2048 else 1024
+                if thinking["budget_tokens"] >= n:
+                    req.pop("thinking")
+            else:
+                req.pop("thinking")

@@ -1,13 +1,43 @@
-"""What every provider type shares: the upstream error mapping and header building."""
+"""What every upstream type shares: the contract the road calls (``UpstreamType``), the upstream
+error mapping, header building and dialects from provider options.
+
+Providers read their settings through the small structural types below rather than the config
+module, so the config can validate provider types against the registry without an import cycle.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 
-from bytespike.config import ProviderConfig
 from bytespike.errors import GatewayError, type_for_status
+from bytespike.protocols.base import EventSource
+
+
+class ProviderSettings(Protocol):
+    """What a provider type reads of its ``providers:`` entry."""
+
+    @property
+    def base_url(self) -> str: ...
+    @property
+    def api_key(self) -> str: ...
+    @property
+    def headers(self) -> dict[str, str]: ...
+    @property
+    def options(self) -> dict[str, Any]: ...
+
+
+class Deployment(Protocol):
+    """What a provider type reads of one deployment of a model."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def options(self) -> dict[str, Any]: ...
 
 # Hop-by-hop and identity headers never forwarded upstream.
 _DROP = {b"host", b"content-length", b"connection", b"x-api-key", b"authorization", b"accept-encoding",
@@ -63,7 +93,7 @@ def upstream_error(status: int, body: bytes, retry_after: str | None = None) -> 
                         status=status if status in (400, 404, 413) else None)
 
 
-def forward_headers(inbound: dict[bytes, bytes], provider: ProviderConfig, keep: tuple[bytes, ...]) -> dict[str, str]:
+def forward_headers(inbound: Mapping[bytes, bytes], provider: ProviderSettings, keep: tuple[bytes, ...]) -> dict[str, str]:
     """Inbound headers named in ``keep``, plus the provider's configured extra headers."""
     out = {"content-type": "application/json"}
     for name in keep:
@@ -72,3 +102,68 @@ def forward_headers(inbound: dict[bytes, bytes], provider: ProviderConfig, keep:
             out[name.decode()] = v.decode("latin-1")
     out.update(provider.headers)
     return out
+
+
+class CountRequest(NamedTuple):
+    """A vendor token-count call and how to read its answer as ``{"input_tokens": N}``."""
+
+    request: UpstreamRequest
+    convert: Callable[[bytes], bytes]
+
+
+class UpstreamType(Protocol):
+    """One way of reaching a vendor (a ``type:`` of ``providers:``), as the road uses it.
+
+    ``wire`` names the wire format it speaks: a client speaking the same wire is served natively
+    (its body goes up unchanged except ``model``); any other goes through the Messages hub.
+    """
+
+    name: str
+    wire: str
+    caveats: tuple[str, ...]  # what a translated request loses on the way to this type
+
+    def native_request(self, req: dict[str, Any], body: bytes | None, headers: Mapping[bytes, bytes], query: str,
+                       provider: ProviderSettings, dep: Deployment, stream: bool) -> UpstreamRequest:
+        """Same-wire request; ``body`` is the client's bytes, None once the gateway changed ``req``."""
+        ...
+
+    def hub_request(self, hub: dict[str, Any], provider: ProviderSettings, dep: Deployment,
+                    stream: bool) -> tuple[UpstreamRequest, dict[str, str] | None]:
+        """A Messages request translated for this type, and the tool names it had to shorten."""
+        ...
+
+    def source(self, model: str, names: dict[str, str] | None) -> EventSource:
+        """Reads this type's stream as Anthropic events for a client of another wire."""
+        ...
+
+    def message_from(self, raw: bytes, model: str, names: dict[str, str] | None) -> dict[str, Any]:
+        """This type's whole answer as a Messages answer."""
+        ...
+
+    def count_request(self, hub: dict[str, Any], body: bytes, headers: Mapping[bytes, bytes], query: str,
+                      provider: ProviderSettings, dep: Deployment) -> CountRequest | None:
+        """The vendor's own token counter for a Messages request; None: estimate locally."""
+        ...
+
+    def owner(self, model_id: str) -> str | None:
+        """``owned_by`` for the OpenAI model list, when the type knows better than the provider's name."""
+        ...
+
+
+def dialect(cls: type, provider: ProviderSettings, dep: Deployment, presets: Any = None) -> Any:
+    """A translator dialect from provider and deployment ``options`` (deployment wins).
+
+    ``dialect: NAME`` starts from a preset of the translator module (e.g. ``deepseek``,
+    ``openai_gpt5``, ``gemini_3``); other keys naming a dialect field override it (lists become
+    tuples); unknown keys are ignored.
+    """
+    fields = {f.name for f in dataclasses.fields(cls)}
+    opts = {**provider.options, **dep.options}
+    base = cls()
+    preset = opts.get("dialect")
+    if isinstance(preset, str) and presets is not None:
+        found = getattr(presets, preset.upper(), None)
+        if isinstance(found, cls):
+            base = found
+    changes = {k: tuple(v) if isinstance(v, list) else v for k, v in opts.items() if k in fields}
+    return dataclasses.replace(base, **changes) if changes else base

@@ -22,7 +22,7 @@ import orjson
 from bytespike.billing import money
 
 if TYPE_CHECKING:
-    from bytespike.gateway.pipeline import Call
+    from bytespike.gateway.call import Call
 
 REQUEST_LOGGER = "bytespike.requests"
 

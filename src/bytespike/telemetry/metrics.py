@@ -13,19 +13,16 @@ from bisect import bisect_left
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from bytespike.billing import money
-from bytespike.billing.service import Outcome
 from bytespike.gateway.routing import Router
-from bytespike.http.asgi import Receive, Scope, Send, send_body
 from bytespike.telemetry.logs import RequestLog
 
 if TYPE_CHECKING:
     from bytespike.config import Settings
-    from bytespike.gateway.pipeline import Call
-    from bytespike.state import State
+    from bytespike.gateway.call import Call
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 600.0)
 TTFT_BUCKETS = (0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 40.0)
@@ -154,16 +151,7 @@ class Telemetry:
 
 
 def _billed(call: Call) -> tuple[money.Usage | None, int]:
-    """The usage settlement billed and its charge."""
-    if call.outcome not in (Outcome.SUCCEEDED, Outcome.CLIENT_DISCONNECTED) or call.usage is None:
+    """The usage settlement billed (read, never re-parsed) and its charge."""
+    if call.billed is None:
         return None, 0
-    try:
-        usage = money.Usage.from_anthropic(call.usage)
-    except ValueError:  # nonsense counts from upstream: settlement reports them, metrics skip them
-        return None, 0
-    return usage, call.charge
-
-
-async def endpoint(state: State, scope: Scope, receive: Receive, send: Send) -> None:
-    """``GET /metrics``."""
-    await send_body(send, 200, state.telemetry.metrics.render(), [(b"content-type", CONTENT_TYPE_LATEST.encode())])
+    return call.billed, call.charge

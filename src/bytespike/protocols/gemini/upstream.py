@@ -33,6 +33,7 @@ from typing import Any, Final, Literal
 import orjson
 
 from bytespike.protocols.anthropic.builder import MessageStreamBuilder
+from bytespike.protocols.base import JsonEventSource
 from bytespike.protocols.gemini.schema import to_gemini_schema
 from bytespike.protocols.hub import (
     SIG_GEMINI_NEXT,
@@ -450,7 +451,7 @@ def from_gemini_response(
     return translator.message()
 
 
-class GeminiStreamTranslator:
+class GeminiStreamTranslator(JsonEventSource):
     """streamGenerateContent chunks -> Anthropic stream events, one parsed ``data:`` object at a time.
 
     Each chunk holds only new parts; usageMetadata repeats cumulatively (last wins); finishReason
@@ -484,7 +485,14 @@ class GeminiStreamTranslator:
     @property
     def completed(self) -> bool:
         """A finishReason (or a prompt block) was seen."""
-        return self._finish_reason is not None
+        return self._finish_reason is not None or self._done
+
+    def error_message(self, payload: dict[str, Any]) -> str | None:
+        """An in-stream error object without candidates ends the stream as a failure."""
+        if "error" in payload and not payload.get("candidates"):
+            err = payload["error"] if isinstance(payload["error"], dict) else {}
+            return str(err.get("message") or "the upstream stream failed")
+        return None
 
     def feed(self, chunk: dict[str, Any]) -> Events:
         if isinstance(chunk.get("usageMetadata"), Mapping):

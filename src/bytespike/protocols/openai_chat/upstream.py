@@ -20,6 +20,7 @@ from typing import Any, Final
 import orjson
 
 from bytespike.protocols.anthropic.builder import MessageStreamBuilder
+from bytespike.protocols.base import JsonEventSource
 from bytespike.protocols.hub import (
     SIG_REASONING,
     Events,
@@ -458,7 +459,7 @@ class _Call:
     started: bool = False
 
 
-class ChatStreamTranslator:
+class ChatStreamTranslator(JsonEventSource):
     """Chat Completions chunks -> Anthropic stream events, one parsed ``data:`` chunk at a time.
 
     Only choice 0 is read. The message ends when a finish_reason has been seen and usage arrives
@@ -483,8 +484,15 @@ class ChatStreamTranslator:
 
     @property
     def completed(self) -> bool:
-        """A finish_reason was seen, and usage or [DONE] after it."""
-        return self._finish_reason is not None and (self._saw_usage or self._saw_done)
+        """A finish_reason was seen, and usage or [DONE] after it (or the relay saw [DONE])."""
+        return (self._finish_reason is not None and (self._saw_usage or self._saw_done)) or self._done
+
+    def error_message(self, payload: dict[str, Any]) -> str | None:
+        """An in-stream error object without choices ends the stream as a failure."""
+        if "error" in payload and not payload.get("choices"):
+            err = payload["error"] if isinstance(payload["error"], dict) else {}
+            return str(err.get("message") or "the upstream stream failed")
+        return None
 
     def feed(self, chunk: dict[str, Any]) -> Events:
         builder, out = self._start(chunk)

@@ -16,11 +16,13 @@ _EFFORT_OFF: Final = frozenset({"none", "minimal"})
 _JSON_OBJECT_INSTRUCTION: Final = "Respond only with one valid JSON object, with no text before or after it."
 
 
-def chat_to_messages_request(req: dict, model: str) -> dict:
+def chat_to_messages_request(req: dict, model: str, default_max_tokens: int = DEFAULT_MAX_TOKENS) -> dict:
     """Chat Completions request -> Anthropic Messages request for ``model``.
 
-    Defaults and approximations: ``max_tokens`` is ``DEFAULT_MAX_TOKENS`` (4096) when the client sets
-    neither ``max_completion_tokens`` nor ``max_tokens``; temperature is clamped into Anthropic's
+    Defaults and approximations: ``max_tokens`` is ``default_max_tokens`` (4096 unless the caller
+    passes the model's own cap) when the client sets neither ``max_completion_tokens`` nor
+    ``max_tokens``, and is raised above a thinking budget when reasoning_effort asks for one: the
+    returned value is the effective cap, the one admission holds for; temperature is clamped into Anthropic's
     [0, 1] (not rescaled); ``response_format: json_object`` is asked for with a system instruction.
     Raises ChatRequestError for what cannot be sent (see CAVEATS for what is dropped instead).
     """
@@ -29,7 +31,7 @@ def chat_to_messages_request(req: dict, model: str) -> dict:
     _reject_unsupported(req)
     system, turns = _convert_messages(req.get("messages"))
     tools = _tools(req)
-    out: dict[str, Any] = {"model": model, "max_tokens": _max_tokens(req)}
+    out: dict[str, Any] = {"model": model, "max_tokens": _max_tokens(req, default_max_tokens)}
 
     choice = _tool_choice(req, tools)
     if not tools:
@@ -77,7 +79,7 @@ def _reject_unsupported(req: dict) -> None:
         raise ChatRequestError("audio output is not supported for this model", "modalities")
 
 
-def _max_tokens(req: dict) -> int:
+def _max_tokens(req: dict, default: int) -> int:
     for field in ("max_completion_tokens", "max_tokens"):
         value = req.get(field)
         if value is None:
@@ -85,7 +87,7 @@ def _max_tokens(req: dict) -> int:
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ChatRequestError(f"{field} must be a positive integer", field)
         return value
-    return DEFAULT_MAX_TOKENS
+    return default
 
 
 def _stop_sequences(stop: object) -> list[str]:
