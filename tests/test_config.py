@@ -71,7 +71,7 @@ def test_builtin_catalogue_has_the_spec_models():
     s = load(None, environ={})
     assert s.source == BUILTIN
     assert set(s.models) == {"claude-sonnet-4-6", "claude-opus-4-8", "claude-haiku-4-5", "deepseek-v3-anthropic",
-                             "deepseek-v4-pro", "gemini-3-1-pro", "gpt-5-5"}
+                             "deepseek-v4-pro", "gemini-3-1-pro", "gpt-5-5", "claude-fable-5"}
     assert s.models["claude-sonnet-4-6"].aliases == ("claude-3-5-sonnet-20241022", "claude-3-7-sonnet-20250219",
                                                      "claude-sonnet-4-20250514")
     assert s.models["claude-opus-4-8"].aliases == ("claude-opus-4-20250514",)

@@ -35,7 +35,7 @@ class ConfigError(ValueError):
 class Timeouts:
     connect: float = 10.0
     first_byte: float = 120.0
-    idle: float = 120.0
+    idle: float = 330.0  # outlasts Claude Code's 300 s stream watchdog
     total: float = 900.0
 
 
@@ -96,11 +96,18 @@ class Settings:
     providers: dict[str, ProviderConfig]
     models: dict[str, ModelConfig]
     groups: dict[str, GroupConfig]
+    # (glob, model id): an id the catalogue does not list, matching the glob, is served and priced
+    # as that model (Claude Code's dated and newer ids of a family); first match wins.
+    model_patterns: tuple[tuple[str, str], ...] = ()
     default_limits: tuple[str, ...] = ("5h", "1d", "7d")
     max_body_bytes: int = 32 * 1024 * 1024
     log_prompts: bool = False
     breaker: BreakerConfig = BreakerConfig()
     shutdown_timeout: float = 30.0
+    # Claude Code managed settings per group ("*": every group), served at /managed/settings.
+    managed_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # A translated stream whose upstream is silent this long gets a keepalive frame (Anthropic's ping).
+    stream_keepalive: float = 10.0
 
 
 # ---------------------------------------------------------------- loading
@@ -282,7 +289,7 @@ def _settings(root: _Node) -> Settings:
         root,
         top,
         ("database_url", "redis_url", "admin_token", "providers", "models", "groups", "limits", "server",
-         "logging", "routing"),
+         "logging", "routing", "model_patterns", "claude_code"),
     )
     breaker = BreakerConfig()
     if "routing" in top:
@@ -294,6 +301,17 @@ def _settings(root: _Node) -> Settings:
     if "models" not in top:
         raise root.fail("the 'models' section is missing")
     models = _models(top["models"], providers)
+    patterns = _patterns(top["model_patterns"], models) if "model_patterns" in top else ()
+    managed: dict[str, dict[str, Any]] = {}
+    if "claude_code" in top:
+        cc = top["claude_code"].mapping()
+        _unknown(top["claude_code"], cc, ("managed_settings",))
+        if "managed_settings" in cc:
+            for group, doc in cc["managed_settings"].mapping().items():
+                value = doc.plain()
+                if not isinstance(value, dict):
+                    raise doc.fail("managed settings are a mapping (the settings.json object)")
+                managed[group] = value
     groups = _groups(top["groups"]) if "groups" in top else {
         "default": GroupConfig("default", ("*",), Decimal(1))
     }
@@ -305,13 +323,18 @@ def _settings(root: _Node) -> Settings:
             limits = tuple(str(w.string()) for w in lm["windows"].sequence())
     max_body = 32 * 1024 * 1024
     shutdown_timeout = 30.0
+    keepalive = 10.0
     if "server" in top:
         sv = top["server"].mapping()
-        _unknown(top["server"], sv, ("max_body_bytes", "shutdown_timeout"))
+        _unknown(top["server"], sv, ("max_body_bytes", "shutdown_timeout", "stream_keepalive_seconds"))
         if "max_body_bytes" in sv:
             max_body = sv["max_body_bytes"].integer()
         if "shutdown_timeout" in sv:
             shutdown_timeout = float(sv["shutdown_timeout"].number())
+        if "stream_keepalive_seconds" in sv:
+            keepalive = float(sv["stream_keepalive_seconds"].number())
+            if keepalive <= 0:
+                raise sv["stream_keepalive_seconds"].fail("must be a positive number of seconds")
     log_prompts = False
     if "logging" in top:
         lg = top["logging"].mapping()
@@ -327,12 +350,25 @@ def _settings(root: _Node) -> Settings:
         providers=providers,
         models=models,
         groups=groups,
+        model_patterns=patterns,
+        managed_settings=managed,
         default_limits=limits,
         max_body_bytes=max_body,
         log_prompts=log_prompts,
         breaker=breaker,
         shutdown_timeout=shutdown_timeout,
+        stream_keepalive=keepalive,
     )
+
+
+def _patterns(n: _Node, models: dict[str, ModelConfig]) -> tuple[tuple[str, str], ...]:
+    out = []
+    for pattern, target in n.mapping().items():
+        model = str(target.string())
+        if model not in models:
+            raise target.fail(f"model_patterns: {pattern!r} names {model!r}, which is not in 'models'")
+        out.append((pattern, model))
+    return tuple(out)
 
 
 def _one_of(names: tuple[str, ...]) -> str:

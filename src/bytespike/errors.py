@@ -38,6 +38,9 @@ _STATUS_TO_TYPE = {
 }
 
 
+_NO_RETRY = frozenset({400, 401, 402, 403, 404, 405, 413, 422})
+
+
 class GatewayError(Exception):
     """An error with the status and type a client should see. ``message`` is safe to show."""
 
@@ -60,6 +63,16 @@ class GatewayError(Exception):
         self.param = param
         self.headers = headers or {}
         self.retryable = retryable
+
+    def response_headers(self) -> dict[str, str]:
+        """The error's own headers plus ``x-should-retry``: true when a retry may succeed, false
+        when only a changed request can (Anthropic's SDKs and Claude Code read it)."""
+        out = dict(self.headers)
+        if self.retryable:
+            out["x-should-retry"] = "true"
+        elif self.status in _NO_RETRY:
+            out["x-should-retry"] = "false"
+        return out
 
     def anthropic_body(self, request_id: str | None = None) -> bytes:
         body: dict[str, object] = {"type": "error", "error": {"type": self.type, "message": self.message}}

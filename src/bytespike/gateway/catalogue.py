@@ -10,6 +10,9 @@ from bytespike.config import GroupConfig, ModelConfig, ProviderConfig, Settings
 from bytespike.protocols import INBOUND
 from bytespike.providers import TYPES
 
+DISCOVERY_PREFIX = "claude-via-"
+_RESOLVED_CAP = 10_000  # pattern matches remembered; beyond that they are matched each time
+
 
 @dataclass(frozen=True, slots=True)
 class Resolved:
@@ -33,8 +36,30 @@ class Catalogue:
         self._allowed: dict[tuple[str, str], bool] = {}
 
     def resolve(self, name: str) -> Resolved | None:
+        """The model serving ``name``: a listed id or alias, a discovery alias (``claude-via-<id>``,
+        for clients that keep only ``claude-`` ids), or a family pattern from the config."""
         m = self._by_name.get(name)
+        if m is None:
+            m = self._unlisted(name)
         return Resolved(name, m) if m is not None else None
+
+    def _unlisted(self, name: str) -> ModelConfig | None:
+        if name.startswith(DISCOVERY_PREFIX):
+            m = self.models.get(name[len(DISCOVERY_PREFIX):])
+            return m if m is not None and self.discovery_id(m) == name else None
+        if len(name) > 200:
+            return None
+        for pattern, model_id in self.settings.model_patterns:
+            if fnmatchcase(name, pattern):
+                m = self.models[model_id]
+                if len(self._by_name) < _RESOLVED_CAP:
+                    self._by_name[name] = m
+                return m
+        return None
+
+    def discovery_id(self, model: ModelConfig) -> str | None:
+        """The ``claude-`` id under which a model of another vendor is listed for Claude Code."""
+        return None if model.id.startswith("claude-") else DISCOVERY_PREFIX + model.id
 
     def allows(self, group: str, model_id: str) -> bool:
         key = (group, model_id)

@@ -197,12 +197,14 @@ async def _stream(state: State, call: Call, relay: Relay, resp: UpstreamResponse
         out = relay.feed(first)
         if out:
             await send({"type": "http.response.body", "body": out, "more_body": True})
+        source: AsyncIterator[bytes | None] = (
+            _ticking(chunks, state.settings.stream_keepalive) if relay.keepalive is not None else chunks)
         try:
-            async for chunk in chunks:
+            async for chunk in source:
                 if gone.is_set():
                     outcome = Outcome.CLIENT_DISCONNECTED
                     break
-                out = relay.feed(chunk)
+                out = relay.feed(chunk) if chunk is not None else (relay.keepalive or b"")
                 if out:
                     await send({"type": "http.response.body", "body": out, "more_body": True})
         except GatewayError as err:
@@ -236,6 +238,29 @@ async def _stream(state: State, call: Call, relay: Relay, resp: UpstreamResponse
     return None
 
 
+async def _ticking(chunks: AsyncIterator[bytes], every: float) -> AsyncIterator[bytes | None]:
+    """The upstream's chunks, with a None each time it has been silent for ``every`` seconds."""
+    it = aiter(chunks)
+    pending: asyncio.Future[bytes] = asyncio.ensure_future(anext(it))
+    try:
+        while True:
+            done, _ = await asyncio.wait((pending,), timeout=every)
+            if not done:
+                yield None
+                continue
+            try:
+                chunk = pending.result()
+            except StopAsyncIteration:
+                return
+            yield chunk
+            pending = asyncio.ensure_future(anext(it))
+    finally:
+        if not pending.done():
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, GatewayError):
+                await pending
+
+
 def _usage_so_far(relay: Relay) -> dict[str, Any]:
     """For a client that left mid-stream: input as reported, output estimated at 4 characters a token."""
     usage = dict(relay.usage)
@@ -250,7 +275,7 @@ def _usage_so_far(relay: Relay) -> dict[str, Any]:
 async def _send_error(send: Send, call: Call, err: GatewayError) -> None:
     call.status, call.error_type = err.status, err.type
     body = call.inbound.error_body(err, call.request_id)
-    hdrs = headers_list(JSON, call.request_id, {**err.headers, **({"x-should-retry": "true"} if err.retryable else {})})
+    hdrs = headers_list(JSON, call.request_id, err.response_headers())
     try:
         await send_body(send, err.status, body, hdrs)
     except OSError:

@@ -34,6 +34,11 @@ class TranslatedRelay:
         return self._source.usage
 
     @property
+    def keepalive(self) -> bytes | None:
+        """The sink's keepalive frame while the message is still open; nothing after its end."""
+        return None if self._source.completed or self._failed else self._sink.keepalive
+
+    @property
     def ok(self) -> bool:
         return self._source.completed and not self._failed and not self._source.failed
 

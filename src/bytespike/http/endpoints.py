@@ -39,7 +39,7 @@ async def _guard(send: Send, inbound: Inbound, rid: str, fn: Callable[[], Awaita
     try:
         await fn()
     except GatewayError as err:
-        await send_body(send, err.status, inbound.error_body(err, rid), headers_list(JSON, rid, err.headers))
+        await send_body(send, err.status, inbound.error_body(err, rid), headers_list(JSON, rid, err.response_headers()))
 
 
 def _shape(scope: Scope, headers: dict[bytes, bytes]) -> Inbound:
@@ -53,6 +53,7 @@ class _ModelView:
     max_tokens: int | None
     context_window: int | None
     owner: str
+    description: str
 
 
 # ---------------------------------------------------------------- models
@@ -70,16 +71,32 @@ def _price_usd(model: ModelConfig, multiplier: Any) -> dict[str, str]:
 
 def _model_entry(state: State, m: ModelConfig, group: str, shape: Inbound) -> dict[str, Any]:
     ptype = state.catalogue.provider_type(m)
+    price = _price_usd(m, state.catalogue.multiplier(group))
+    protocols = state.catalogue.protocols(m)
+    description = (f"{m.display_name or m.id} through ByteSpike ({', '.join(protocols)}); "
+                   f"USD {price['input']} in / {price['output']} out per million tokens")
     view = _ModelView(m.id, m.display_name, m.max_tokens, m.context_window,
-                      TYPES[ptype].owner(m.id) or m.deployments[0].provider)
+                      TYPES[ptype].owner(m.id) or m.deployments[0].provider, description)
     entry = shape.model_entry(view)
     entry.update({
         "aliases": list(m.aliases),
-        "price": {"currency": "USD", "unit": "per million tokens", **_price_usd(m, state.catalogue.multiplier(group))},
-        "protocols_aggregate": state.catalogue.protocols(m),
+        "price": {"currency": "USD", "unit": "per million tokens", **price},
+        "protocols_aggregate": protocols,
         "caveats": state.catalogue.caveats(m),
     })
     return entry
+
+
+def _entries(state: State, group: str, shape: Inbound) -> list[dict[str, Any]]:
+    out = []
+    for m in state.catalogue.for_group(group):
+        entry = _model_entry(state, m, group, shape)
+        out.append(entry)
+        via = state.catalogue.discovery_id(m) if shape.lists_discovery_ids else None
+        if via is not None:
+            out.append({**entry, "id": via, "display_name": f"{m.display_name or m.id} (via ByteSpike)",
+                        "served_by": m.id})
+    return out
 
 
 async def list_models(state: State, scope: Scope, receive: Receive, send: Send) -> None:
@@ -89,8 +106,7 @@ async def list_models(state: State, scope: Scope, receive: Receive, send: Send) 
 
     async def run() -> None:
         key = await state.keys.authenticate(headers)
-        entries = [_model_entry(state, m, key.group, shape) for m in state.catalogue.for_group(key.group)]
-        await send_json(send, 200, shape.model_list(entries), rid)
+        await send_json(send, 200, shape.model_list(_entries(state, key.group, shape)), rid)
 
     await _guard(send, shape, rid, run)
 

@@ -26,6 +26,11 @@ class Relay(Protocol):
 
     output_chars: int
 
+    @property
+    def keepalive(self) -> bytes | None:
+        """What to send the client while the upstream is silent (None: the upstream sends its own)."""
+        ...
+
     def feed(self, chunk: bytes) -> bytes: ...
     def end(self) -> bytes: ...
     def fail(self, err: GatewayError) -> bytes: ...
@@ -49,6 +54,11 @@ class EventSource(Protocol):
 class Sink(Protocol):
     """Client side of a translated stream: Anthropic events in, client bytes out."""
 
+    @property
+    def keepalive(self) -> bytes:
+        """A frame the client ignores, sent while the upstream is silent."""
+        ...
+
     def events(self, events: Events) -> bytes: ...
     def finish(self) -> bytes: ...
 
@@ -66,6 +76,8 @@ class ModelView(Protocol):
     def context_window(self) -> int | None: ...
     @property
     def owner(self) -> str: ...
+    @property
+    def description(self) -> str: ...
 
 
 class Inbound(Protocol):
@@ -75,6 +87,9 @@ class Inbound(Protocol):
     wire: str  # an upstream type with the same wire serves it natively (body through unchanged)
     caveats: tuple[str, ...]  # what reaching a model through this protocol by translation loses
     routes: Mapping[str, str]  # path -> "infer" | "count_tokens"
+    # Whether model lists also name other vendors' models under ``claude-via-<id>`` (for clients,
+    # such as Claude Code's gateway model discovery, that keep only ``claude-`` ids).
+    lists_discovery_ids: bool
 
     def claims(self, path: str, headers: Mapping[bytes, bytes]) -> int:
         """How surely a request belongs to this protocol: 2 by its path, 1 by a header only it

@@ -8,6 +8,7 @@ module, so the config can validate provider types against the registry without a
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
@@ -71,6 +72,27 @@ def error_message(body: bytes) -> str | None:
     return None
 
 
+_OPENAI_OVERFLOW = re.compile(r"maximum context length is (\d+)")
+_OPENAI_ASKED = re.compile(r"(?:resulted in|requested|you requested) (\d+) tokens")
+_GEMINI_OVERFLOW = re.compile(r"input token count \(?(\d+)\)? exceeds the maximum number of tokens allowed \(?(\d+)\)?")
+
+
+def prompt_too_long(message: str, body: bytes) -> str | None:
+    """A vendor's context-overflow refusal in Anthropic's wording (``prompt is too long: N tokens >
+    M maximum``), which Claude Code reads to compact the conversation; None for other errors."""
+    if message.startswith("prompt is too long"):
+        return message
+    m = _GEMINI_OVERFLOW.search(message)
+    if m:
+        return f"prompt is too long: {m.group(1)} tokens > {m.group(2)} maximum"
+    m = _OPENAI_OVERFLOW.search(message)
+    if m or b"context_length_exceeded" in body:
+        asked = _OPENAI_ASKED.search(message)
+        limit = m.group(1) if m else "the model's"
+        return f"prompt is too long: {asked.group(1) if asked else 'more'} tokens > {limit} maximum"
+    return None
+
+
 def upstream_error(status: int, body: bytes, retry_after: str | None = None) -> GatewayError:
     """Map an upstream failure status to what the client sees; never leaks credentials or hosts."""
     headers: dict[str, str] = {}
@@ -79,6 +101,10 @@ def upstream_error(status: int, body: bytes, retry_after: str | None = None) -> 
     if status in (401, 403):
         return GatewayError("api_error", "the upstream provider rejected the gateway's credentials for this model")
     msg = error_message(body)
+    if status in (400, 413) and msg is not None:
+        overflow = prompt_too_long(msg, body)
+        if overflow is not None:
+            return GatewayError("invalid_request_error", overflow)
     if status == 429:
         return GatewayError("rate_limit_error", msg or "the upstream provider is rate limiting requests",
                             headers=headers or {"retry-after": "1"}, retryable=True)

@@ -37,16 +37,17 @@ class AnthropicInbound:
     name = "anthropic"
     wire = WIRE
     caveats: tuple[str, ...] = ()
+    lists_discovery_ids = True
     routes: Mapping[str, str] = MappingProxyType({"/v1/messages": "infer", "/v1/messages/count_tokens": "count_tokens"})
 
     def claims(self, path: str, headers: Mapping[bytes, bytes]) -> int:
         if path.startswith("/v1/messages"):
             return 2
-        return 1 if b"anthropic-version" in headers else 0
+        return 1 if b"anthropic-version" in headers or b"x-api-key" in headers else 0
 
     def model_entry(self, model: ModelView) -> dict[str, Any]:
         entry: dict[str, Any] = {"type": "model", "id": model.id, "display_name": model.display_name or model.id,
-                                 "created_at": _CREATED}
+                                 "created_at": _CREATED, "description": model.description}
         if model.context_window:
             entry["max_input_tokens"] = model.context_window
         if model.max_tokens:

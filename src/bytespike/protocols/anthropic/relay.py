@@ -18,6 +18,7 @@ class AnthropicPassthrough:
     when the gateway changed it on the way up (an alias)."""
 
     __slots__ = ("usage", "ok", "output_chars", "_parser", "_rewrite", "_held", "_errored")
+    keepalive = None  # Anthropic sends its own pings
 
     def __init__(self, rewrite_model: str | None) -> None:
         self.usage: dict[str, Any] = {}
@@ -138,6 +139,8 @@ class AnthropicSource:
 
 
 class AnthropicSink:
+    keepalive = b'event: ping\ndata: {"type": "ping"}\n\n'
+
     def events(self, events: Events) -> bytes:
         return b"".join(frame(name, data) for name, data in events)
 

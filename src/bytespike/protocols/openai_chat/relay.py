@@ -20,6 +20,7 @@ class OpenAIPassthrough:
     for (the gateway renamed it on the way up); then frames are re-encoded one by one."""
 
     __slots__ = ("usage", "ok", "output_chars", "_parser", "_strip_usage", "_model", "_buf")
+    keepalive = None  # the upstream's own stream, passed through
 
     def __init__(self, client_wants_usage: bool, rewrite_model: str | None = None) -> None:
         self.usage: dict[str, Any] = {}
@@ -89,6 +90,8 @@ class OpenAIPassthrough:
 
 class ChatSink:
     """Anthropic events -> OpenAI chat.completion.chunk frames, ``[DONE]`` at the end."""
+
+    keepalive = b": keepalive\n\n"  # an SSE comment: OpenAI's SDKs skip it
 
     def __init__(self, model: str, include_usage: bool) -> None:
         self._stream = MessagesToChatStream(model, include_usage)

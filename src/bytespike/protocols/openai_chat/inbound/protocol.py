@@ -33,6 +33,7 @@ class ChatInbound:
     name = "openai"
     wire = WIRE
     caveats: tuple[str, ...] = tuple(CAVEATS)
+    lists_discovery_ids = False
     routes: Mapping[str, str] = MappingProxyType({"/v1/chat/completions": "infer"})
 
     def claims(self, path: str, headers: Mapping[bytes, bytes]) -> int:
