@@ -189,3 +189,22 @@ def test_otlp_telemetry_is_acknowledged(gateway: Gateway, acct: dict) -> None:
         r = httpx.post(gateway.url + f"/v1/{signal}", content=b"\x0a\x00",
                        headers={"content-type": "application/x-protobuf"})
         assert r.status_code == 200
+
+
+def test_usage_records_name_the_claude_code_session_and_agent(gateway: Gateway, acct: dict) -> None:
+    session = "sess-" + "a" * 20
+    ids = []
+    for agent, parent in (("main", None), ("sub-1", "main")):
+        headers = {**V, "x-api-key": acct["key"], "x-claude-code-session-id": session, "x-claude-code-agent-id": agent}
+        if parent:
+            headers["x-claude-code-parent-agent-id"] = parent
+        r = httpx.post(gateway.url + "/v1/messages", headers=headers, json={**HELLO, "model": "claude-haiku-4-5"})
+        assert r.status_code == 200
+        ids.append(r.headers["request-id"])
+    gateway.wait_settled(ids)
+    rows = gateway.query("SELECT session_id, agent_id, parent_agent_id FROM usage_records WHERE request_id IN (?, ?)",
+                         *ids)
+    assert sorted(rows, key=lambda r: r[1]) == [(session, "main", None), (session, "sub-1", "main")]
+    out = orjson.loads(gateway.cli("usage", acct["email"], "--json").stdout)
+    (sess,) = [s for s in out["sessions"] if s["session_id"] == session]
+    assert sess["requests"] == 2 and sess["agents"] == 2 and float(sess["cost_usd"]) > 0

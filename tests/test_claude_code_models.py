@@ -4,6 +4,7 @@ gateway's model discovery (cross-vendor models it keeps under ``claude-via-`` id
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 
 import orjson
@@ -32,6 +33,15 @@ def test_claude_codes_aliases_and_default_model_are_served(gateway: Gateway, fak
     assert calls and {c.json()["model"] for c in calls} <= FAMILIES
     if alias is not None:
         assert any(alias in c.json()["model"] for c in calls)
+    session = calls[-1].headers.get("x-claude-code-session-id")
+    assert session, "Claude Code sent no session id"
+    rows = []
+    for _ in range(100):
+        rows = gateway.query("SELECT DISTINCT session_id FROM usage_records WHERE account_id = ?", acct["account_id"])
+        if rows:
+            break
+        time.sleep(0.05)
+    assert rows == [(session,)]
 
 
 @needs_claude

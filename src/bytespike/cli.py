@@ -21,6 +21,7 @@ from bytespike.accounts import keys as auth
 from bytespike.billing import limits as lim
 from bytespike.billing import money
 from bytespike.config import ConfigError, Settings, load
+from bytespike.store import usage as usage_store
 from bytespike.store.accounts import Accounts, Conflict, NotFound
 from bytespike.store.db import Database, upgrade
 
@@ -313,9 +314,13 @@ def usage(email_or_org: str, since: str = typer.Option("1d", "--since", help="Ho
             keys.append({"id": k["id"], "name": k["name"], "group": k["group"],
                          "max_concurrency": k["max_concurrency"],
                          "windows": [_window_json(w) for w in await billing.recorded_windows(rec)]})
+        async with a.db.read() as conn:
+            sessions = await usage_store.by_session(conn, acct["id"], time.time() - seconds)
+        for sess in sessions:
+            sess["cost_usd"] = money.format_usd(sess.pop("cost"))
         return {"account": acct["name"], "since": since, "models": rows,
                 "total_usd": money.format_usd(sum(r["cost"] for r in rows)),
-                "requests": sum(r["requests"] for r in rows), "keys": keys}
+                "requests": sum(r["requests"] for r in rows), "keys": keys, "sessions": sessions}
 
     res = _run(config, go)
     for r in res["models"]:
@@ -331,6 +336,14 @@ def usage(email_or_org: str, since: str = typer.Option("1d", "--since", help="Ho
                   str(r["cache_read_tokens"]), str(r["cache_write_tokens"]), r["cost_usd"])
     con.print(t)
     con.print(f"total: {res['total_usd']} USD over {res['requests']} requests")
+    if res["sessions"]:
+        st = Table("Claude Code session", "requests", "agents", "input", "output", "cost (USD)", "last (UTC)",
+                   title="per session")
+        for sess in res["sessions"]:
+            st.add_row(escape(sess["session_id"]), str(sess["requests"]), str(sess["agents"]),
+                       str(sess["input_tokens"]), str(sess["output_tokens"]), sess["cost_usd"],
+                       time.strftime("%Y-%m-%d %H:%M", time.gmtime(sess["last_at"])))
+        con.print(st)
     for k in res["keys"]:
         w = Table("window", "spend (USD)", "requests", "tokens", "oldest ages out (UTC)",
                   title=f"key {k['id']}" + (f" ({escape(k['name'])})" if k["name"] else "") + f", group {k['group']}")

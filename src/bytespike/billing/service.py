@@ -134,6 +134,7 @@ class Settleable(Protocol):
     started: float
     first_byte: float | None
     billed: money.Usage | None
+    attribution: tuple[str | None, str | None, str | None]
 
     @property
     def protocol(self) -> str: ...
@@ -391,6 +392,8 @@ class Billing:
                 "cost": charge, "status": outcome.value, "http_status": call.status, "error_type": call.error_type,
                 "latency_ms": (finished - call.started) * 1000,
                 "ttft_ms": ((call.first_byte - call.started) * 1000) if call.first_byte else None,
+                "session_id": call.attribution[0], "agent_id": call.attribution[1],
+                "parent_agent_id": call.attribution[2],
             },
             due=time.monotonic() + max(self._settle_delay, SETTLE_BATCH_SECONDS),
         ))

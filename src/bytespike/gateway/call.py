@@ -45,6 +45,8 @@ class Call:
     usage: dict[str, Any] | None = None  # Anthropic split, as the relay saw it
     billed: Usage | None = None  # the typed usage settlement charged for (None: nothing billed)
     error_type: str | None = None
+    # Claude Code's session, agent and parent agent ids (bounded), recorded on the usage record
+    attribution: tuple[str | None, str | None, str | None] = (None, None, None)
 
     @property
     def protocol(self) -> str:

@@ -59,6 +59,7 @@ def entry(inbound: Inbound) -> Callable[[State, Scope, Receive, Send], Awaitable
 async def _infer(state: State, scope: Scope, receive: Receive, send: Send, inbound: Inbound) -> None:
     call = Call(new_request_id(), inbound, time.perf_counter())
     headers = header_map(scope)
+    call.attribution = _attribution(headers)
     started = False
     try:
         body = await read_body(receive, state.settings.max_body_bytes, headers.get(b"content-length"))
@@ -97,6 +98,16 @@ async def _infer(state: State, scope: Scope, receive: Receive, send: Send, inbou
             await _send_error(send, call, SHUTDOWN)
     finally:
         state.telemetry.finished(call)
+
+
+_ATTRIBUTION = (b"x-claude-code-session-id", b"x-claude-code-agent-id", b"x-claude-code-parent-agent-id")
+
+
+def _attribution(headers: dict[bytes, bytes]) -> tuple[str | None, str | None, str | None]:
+    """Who in a Claude Code session made the request, as it says (at most 128 characters each)."""
+    session, agent, parent = (headers.get(h) for h in _ATTRIBUTION)
+    return (session.decode("latin-1")[:128] if session else None, agent.decode("latin-1")[:128] if agent else None,
+            parent.decode("latin-1")[:128] if parent else None)
 
 
 def resolve(state: State, model: Any, key: KeyRecord) -> Resolved:

@@ -108,6 +108,11 @@ usage_records = Table(
     Column("error_type", String(40), nullable=True),
     Column("latency_ms", Float, nullable=True),
     Column("ttft_ms", Float, nullable=True),
+    # Claude Code's x-claude-code-session-id / -agent-id / -parent-agent-id, when sent
+    Column("session_id", String(128), nullable=True),
+    Column("agent_id", String(128), nullable=True),
+    Column("parent_agent_id", String(128), nullable=True),
 )
 Index("ix_usage_key_time", usage_records.c.key_id, usage_records.c.created_at)
 Index("ix_usage_account_time", usage_records.c.account_id, usage_records.c.created_at)
+Index("ix_usage_session", usage_records.c.account_id, usage_records.c.session_id)
