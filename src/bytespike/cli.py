@@ -284,6 +284,27 @@ def keys_revoke(key_id: str, config: str | None = ConfigOpt, as_json: bool = Jso
         out.print(f"revoked {key_id}")
 
 
+@users_app.command("sign-out")
+def users_sign_out(email: str, config: str | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
+    """End every device sign-in (Claude Code /login through the gateway) of a person: their refresh
+    tokens stop working and the keys issued with them are revoked."""
+
+    async def go(a: Accounts, s: Settings) -> dict[str, Any]:
+        from bytespike.accounts.device import DeviceSignIn, SignInPolicy
+
+        acct = await a.account(email)
+        if acct["user_id"] is None:
+            raise NotFound(f"no user named {email!r}")
+        n = await DeviceSignIn(a, SignInPolicy(group=s.sign_in_group)).revoke_person(acct["user_id"])
+        return {"email": email, "signed_out": n}
+
+    res = _run(config, go)
+    if as_json:
+        _json(res)
+    else:
+        out.print(f"ended {res['signed_out']} sign-in(s) of {escape(email)}")
+
+
 # ---------------------------------------------------------------- usage and models
 
 

@@ -104,6 +104,8 @@ class Settings:
     log_prompts: bool = False
     breaker: BreakerConfig = BreakerConfig()
     shutdown_timeout: float = 30.0
+    # The group a person's device sign-in (Claude Code /login through the gateway) issues keys in.
+    sign_in_group: str = "claude-default"
     # Claude Code managed settings per group ("*": every group), served at /managed/settings.
     managed_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     # A translated stream whose upstream is silent this long gets a keepalive frame (Anthropic's ping).
@@ -289,7 +291,7 @@ def _settings(root: _Node) -> Settings:
         root,
         top,
         ("database_url", "redis_url", "admin_token", "providers", "models", "groups", "limits", "server",
-         "logging", "routing", "model_patterns", "claude_code"),
+         "logging", "routing", "model_patterns", "claude_code", "sign_in"),
     )
     breaker = BreakerConfig()
     if "routing" in top:
@@ -315,6 +317,14 @@ def _settings(root: _Node) -> Settings:
     groups = _groups(top["groups"]) if "groups" in top else {
         "default": GroupConfig("default", ("*",), Decimal(1))
     }
+    sign_in_group = "claude-default"
+    if "sign_in" in top:
+        si = top["sign_in"].mapping()
+        _unknown(top["sign_in"], si, ("group",))
+        if "group" in si:
+            sign_in_group = str(si["group"].string())
+            if sign_in_group not in groups:
+                raise si["group"].fail(f"sign_in.group: {sign_in_group!r} is not a group in 'groups'")
     limits: tuple[str, ...] = ("5h", "1d", "7d")
     if "limits" in top:
         lm = top["limits"].mapping()
@@ -352,6 +362,7 @@ def _settings(root: _Node) -> Settings:
         groups=groups,
         model_patterns=patterns,
         managed_settings=managed,
+        sign_in_group=sign_in_group,
         default_limits=limits,
         max_body_bytes=max_body,
         log_prompts=log_prompts,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bytespike.accounts.device import DeviceSignIn, SignInPolicy
 from bytespike.accounts.keys import KeyLookup
 from bytespike.billing.service import Billing
 from bytespike.config import Settings
@@ -26,6 +27,7 @@ class State:
     router: Router
     upstreams: Upstreams
     telemetry: Telemetry
+    sign_in: DeviceSignIn
     demo: bool = False
 
     @classmethod
@@ -45,6 +47,7 @@ class State:
             router=router,
             upstreams=Upstreams(settings.providers),
             telemetry=Telemetry(settings, router),
+            sign_in=DeviceSignIn(accounts, SignInPolicy(group=settings.sign_in_group)),
             demo=demo,
         )
 

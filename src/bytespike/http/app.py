@@ -16,7 +16,7 @@ from bytespike.config import Settings
 from bytespike.errors import GatewayError
 from bytespike.gateway import pipeline
 from bytespike.gateway.call import new_request_id
-from bytespike.http import claude_code, endpoints
+from bytespike.http import claude_code, endpoints, oauth
 from bytespike.http.asgi import JSON, Receive, Scope, Send, header_map, headers_list, send_body
 from bytespike.protocols import INBOUND, for_request
 from bytespike.protocols.base import Inbound
@@ -115,6 +115,10 @@ def create_app(settings: Settings, *, demo: bool = False, extra_routes: list[Any
         Route("/", ep(claude_code.hello, get)),
         Route("/api/hello", ep(claude_code.hello, get)),
         Route("/managed/settings", ep(claude_code.managed_settings, get)),
+        Route("/.well-known/oauth-authorization-server", ep(oauth.metadata, get)),
+        Route("/oauth/device_authorization", ep(oauth.device_authorization, post)),
+        Route("/oauth/token", ep(oauth.token, post)),
+        Route("/device", ep(oauth.device_page, ("GET", "POST"))),
         *(Route(f"/v1/{signal}", ep(claude_code.otlp, post)) for signal in ("metrics", "logs", "traces")),
         *(extra_routes or []),
         Mount("/", ep(endpoints.not_found)),

@@ -116,3 +116,39 @@ usage_records = Table(
 Index("ix_usage_key_time", usage_records.c.key_id, usage_records.c.created_at)
 Index("ix_usage_account_time", usage_records.c.account_id, usage_records.c.created_at)
 Index("ix_usage_session", usage_records.c.account_id, usage_records.c.session_id)
+
+
+device_grants = Table(
+    "device_grants",
+    metadata,
+    Column("device_hash", String(64), primary_key=True),  # SHA-256 of the device code
+    Column("user_code", String(16), nullable=False, unique=True),
+    Column("client_id", String(200), nullable=False),
+    Column("scope", String(400), nullable=False, default=""),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("interval", Integer, nullable=False),
+    Column("last_poll_at", Float, nullable=True),
+    Column("status", String(12), nullable=False),  # pending | approved | denied | used
+    Column("user_id", String(40), ForeignKey("users.id"), nullable=True),
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=True),
+    Column("group_name", String(100), nullable=True),
+)
+
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("family", String(40), nullable=False),  # every rotation of one sign-in
+    Column("key_id", String(40), ForeignKey("api_keys.id"), nullable=False),  # the access token it came with
+    Column("user_id", String(40), ForeignKey("users.id"), nullable=False),
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False),
+    Column("group_name", String(100), nullable=False),
+    Column("client_id", String(200), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("used_at", Float, nullable=True),
+    Column("revoked_at", Float, nullable=True),
+)
+Index("ix_refresh_family", refresh_tokens.c.family)
+Index("ix_refresh_user", refresh_tokens.c.user_id)
