@@ -9,6 +9,7 @@ import time
 import anthropic
 import httpx
 import pytest
+
 from conftest import Gateway
 
 DEVICE = "urn:ietf:params:oauth:grant-type:device_code"
