@@ -88,6 +88,22 @@ class GroupConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TierConfig:
+    """Which groups an account of one kind (``personal`` or ``org``) may create keys in."""
+
+    name: str
+    groups: tuple[str, ...]
+    default_group: str
+
+
+@dataclass(frozen=True, slots=True)
+class StripeConfig:
+    secret_key: str
+    webhook_secret: str
+    api_base: str | None = None  # tests point the library at a local fake of Stripe's API
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     source: str
     database_url: str
@@ -110,6 +126,14 @@ class Settings:
     managed_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     # A translated stream whose upstream is silent this long gets a keepalive frame (Anthropic's ping).
     stream_keepalive: float = 10.0
+    tiers: dict[str, TierConfig] = field(default_factory=dict)
+    stripe: StripeConfig | None = None
+
+    def tier(self, kind: str) -> TierConfig:
+        """The policy of an account kind (``user`` accounts are the ``personal`` tier)."""
+        name = "org" if kind == "org" else "personal"
+        got = self.tiers.get(name)
+        return got if got is not None else default_tiers(self.groups)[name]
 
 
 # ---------------------------------------------------------------- loading
@@ -291,7 +315,8 @@ def _settings(root: _Node) -> Settings:
         root,
         top,
         ("database_url", "redis_url", "admin_token", "providers", "models", "groups", "limits", "server",
-         "logging", "routing", "model_patterns", "claude_code", "sign_in"),
+         "logging", "routing", "model_patterns", "claude_code", "sign_in",
+         "accounts", "payments"),
     )
     breaker = BreakerConfig()
     if "routing" in top:
@@ -352,6 +377,8 @@ def _settings(root: _Node) -> Settings:
         if "prompts" in lg:
             log_prompts = lg["prompts"].boolean()
     db = top["database_url"].string() if "database_url" in top else "sqlite:///./bytespike.db"
+    tiers = _tiers(top["accounts"], groups) if "accounts" in top else default_tiers(groups)
+    stripe = _payments(top["payments"]) if "payments" in top else None
     return Settings(
         source=root.source,
         database_url=db or "sqlite:///./bytespike.db",
@@ -369,6 +396,8 @@ def _settings(root: _Node) -> Settings:
         breaker=breaker,
         shutdown_timeout=shutdown_timeout,
         stream_keepalive=keepalive,
+        tiers=tiers,
+        stripe=stripe,
     )
 
 
@@ -384,6 +413,59 @@ def _patterns(n: _Node, models: dict[str, ModelConfig]) -> tuple[tuple[str, str]
 
 def _one_of(names: tuple[str, ...]) -> str:
     return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
+
+
+def default_tiers(groups: dict[str, GroupConfig]) -> dict[str, TierConfig]:
+    """Without an ``accounts`` section: every group for both kinds; ``claude-default`` the personal
+    default and ``multi-vendor`` the org default where they exist, else the first group."""
+    names = tuple(groups)
+    first = names[0] if names else ""
+    return {
+        "personal": TierConfig("personal", names, "claude-default" if "claude-default" in groups else first),
+        "org": TierConfig("org", names, "multi-vendor" if "multi-vendor" in groups else first),
+    }
+
+
+def _tiers(n: _Node, groups: dict[str, GroupConfig]) -> dict[str, TierConfig]:
+    """``accounts: {personal: {groups: [...], default_group: G}, org: {...}}``."""
+    f = n.mapping()
+    _unknown(n, f, ("personal", "org"))
+    out = default_tiers(groups)
+    for name, tn in f.items():
+        t = tn.mapping()
+        _unknown(tn, t, ("groups", "default_group"))
+        names = tuple(str(g.string()) for g in t["groups"].sequence()) if "groups" in t else out[name].groups
+        for i, g in enumerate(names):
+            if g not in groups:
+                raise t["groups"].sequence()[i].fail(f"unknown group {g!r} (not in the 'groups' section)")
+        if not names:
+            raise (t["groups"] if "groups" in t else tn).fail("at least one group is required")
+        default = str(t["default_group"].string()) if "default_group" in t else \
+            (out[name].default_group if out[name].default_group in names else names[0])
+        if default not in names:
+            raise t["default_group"].fail(f"{default!r} is not one of this tier's groups ({', '.join(names)})")
+        out[name] = TierConfig(name, names, default)
+    return out
+
+
+def _payments(n: _Node) -> StripeConfig | None:
+    """``payments: {stripe: {secret_key, webhook_secret, api_base?}}``; empty keys leave card top-ups off."""
+    f = n.mapping()
+    _unknown(n, f, ("stripe",))
+    if "stripe" not in f or f["stripe"].is_null():
+        return None
+    s = f["stripe"].mapping()
+    _unknown(f["stripe"], s, ("secret_key", "webhook_secret", "api_base"))
+    secret = s["secret_key"].string(allow_null=True) if "secret_key" in s else None
+    hook = s["webhook_secret"].string(allow_null=True) if "webhook_secret" in s else None
+    if not secret and not hook:
+        return None
+    if not secret or not hook:
+        raise f["stripe"].fail("both secret_key and webhook_secret are required for card top-ups")
+    base = s["api_base"].string(allow_null=True) if "api_base" in s else None
+    if base is not None and not base.startswith(("http://", "https://")):
+        raise s["api_base"].fail(f"expected an http(s) URL, got {base!r}")
+    return StripeConfig(secret, hook, base.rstrip("/") if base else None)
 
 
 def _providers(n: _Node, breaker: BreakerConfig) -> dict[str, ProviderConfig]:

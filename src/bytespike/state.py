@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from bytespike.accounts.device import DeviceSignIn, SignInPolicy
 from bytespike.accounts.keys import KeyLookup
+from bytespike.accounts.services import Services
 from bytespike.billing.service import Billing
 from bytespike.config import Settings
 from bytespike.gateway.catalogue import Catalogue
@@ -28,6 +29,7 @@ class State:
     upstreams: Upstreams
     telemetry: Telemetry
     sign_in: DeviceSignIn
+    services: Services
     demo: bool = False
 
     @classmethod
@@ -37,17 +39,19 @@ class State:
         accounts = Accounts(db)
         catalogue = Catalogue(settings)
         router = Router(settings)
+        billing = Billing(db, catalogue, settings.default_limits, local=local)
         return cls(
             settings=settings,
             catalogue=catalogue,
             db=db,
             accounts=accounts,
             keys=KeyLookup(db, accounts),
-            billing=Billing(db, catalogue, settings.default_limits, local=local),
+            billing=billing,
             router=router,
             upstreams=Upstreams(settings.providers),
             telemetry=Telemetry(settings, router),
             sign_in=DeviceSignIn(accounts, SignInPolicy(group=settings.sign_in_group)),
+            services=Services(db, settings, billing, accounts),
             demo=demo,
         )
 

@@ -16,7 +16,7 @@ from bytespike.config import Settings
 from bytespike.errors import GatewayError
 from bytespike.gateway import pipeline
 from bytespike.gateway.call import new_request_id
-from bytespike.http import claude_code, endpoints, oauth
+from bytespike.http import admin, claude_code, endpoints, oauth, webhooks
 from bytespike.http.asgi import JSON, Receive, Scope, Send, header_map, headers_list, send_body
 from bytespike.protocols import INBOUND, for_request
 from bytespike.protocols.base import Inbound
@@ -120,6 +120,9 @@ def create_app(settings: Settings, *, demo: bool = False, extra_routes: list[Any
         Route("/oauth/token", ep(oauth.token, post)),
         Route("/device", ep(oauth.device_page, ("GET", "POST"))),
         *(Route(f"/v1/{signal}", ep(claude_code.otlp, post)) for signal in ("metrics", "logs", "traces")),
+        Route("/admin/v1", ep(admin.endpoint)),
+        Route("/admin/v1/{rest:path}", ep(admin.endpoint)),
+        Route("/webhooks/stripe", ep(webhooks.stripe_webhook, post)),
         *(extra_routes or []),
         Mount("/", ep(endpoints.not_found)),
     ]

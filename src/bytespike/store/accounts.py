@@ -5,13 +5,15 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
-from sqlalchemy import case, func, insert, select, update
+from sqlalchemy import and_, case, func, insert, or_, select, update
 
 from bytespike.store import ledger as books
+from bytespike.store import pages
 from bytespike.store.db import Database
-from bytespike.store.schema import accounts, api_keys, holds, ledger, usage_records, users
+from bytespike.store.schema import accounts, api_keys, holds, ledger, memberships, usage_records, users
 
 
 class NotFound(LookupError):
@@ -60,54 +62,17 @@ class Accounts:
     # ------------------------------------------------------------ people and orgs
 
     async def create_user(self, email: str, org: str | None = None, password_hash: str | None = None) -> dict:
-        email = email.strip().lower()
-        if "@" not in email or len(email) > 320:
-            raise ValueError(f"{email!r} is not an email address")
-        now = time.time()
         async with self.db.write() as conn:
-            if (await conn.execute(select(users.c.id).where(users.c.email == email))).first():
-                raise Conflict(f"user {email} already exists")
-            org_id = None
-            if org:
-                row = (await conn.execute(select(accounts).where(accounts.c.name == org))).first()
-                if row is None:
-                    org_id = new_id("org")
-                    await conn.execute(insert(accounts).values(id=org_id, kind="org", name=org, created_at=now))
-                elif row.kind != "org":
-                    raise Conflict(f"{org!r} is a person's account, not an organization")
-                else:
-                    org_id = row.id
-            if (await conn.execute(select(accounts.c.id).where(accounts.c.name == email))).first():
-                raise Conflict(f"an account named {email} already exists")
-            personal = new_id("acct")
-            await conn.execute(insert(accounts).values(id=personal, kind="user", name=email, created_at=now))
-            user_id = new_id("user")
-            await conn.execute(
-                insert(users).values(
-                    id=user_id,
-                    email=email,
-                    account_id=org_id or personal,
-                    org_id=org_id,
-                    password_hash=password_hash,
-                    is_admin=False,
-                    created_at=now,
-                )
-            )
-        return {"id": user_id, "email": email, "account_id": org_id or personal, "org": org}
+            return await insert_user(conn, email, org, password_hash)
 
     async def create_org(self, name: str) -> dict:
-        name = name.strip()
-        if not name or "@" in name:
-            raise ValueError(f"{name!r} is not a valid organization name")
         async with self.db.write() as conn:
-            if (await conn.execute(select(accounts.c.id).where(accounts.c.name == name))).first():
-                raise Conflict(f"an account named {name!r} already exists")
-            org_id = new_id("org")
-            await conn.execute(insert(accounts).values(id=org_id, kind="org", name=name, created_at=time.time()))
-        return {"id": org_id, "name": name}
+            return await insert_org(conn, name)
 
-    async def usage_summary(self, account_id: str, since: float) -> list[dict]:
+    async def usage_summary(self, account_id: str, since: float, user_id: str | None = None) -> list[dict]:
+        """Per model since ``since``; with ``user_id``, only the requests made with that person's keys."""
         u = usage_records.c
+        mine = [u.key_id.in_(select(api_keys.c.id).where(api_keys.c.user_id == user_id))] if user_id else []
         async with self.db.read() as conn:
             rows = (await conn.execute(
                 select(
@@ -116,7 +81,7 @@ class Accounts:
                     func.sum(case((u.status == "failed", 1), else_=0)),
                     func.sum(u.input_tokens), func.sum(u.output_tokens), func.sum(u.cache_read_tokens),
                     func.sum(u.cache_write_5m_tokens + u.cache_write_1h_tokens), func.sum(u.cost),
-                ).where(u.account_id == account_id, u.created_at >= since).group_by(u.model_asked)
+                ).where(u.account_id == account_id, u.created_at >= since, *mine).group_by(u.model_asked)
                 .order_by(u.model_asked)
             )).all()
         return [{"model": r[0], "requests": int(r[1]), "failed": int(r[2] or 0), "input_tokens": int(r[3] or 0),
@@ -224,14 +189,57 @@ class Accounts:
                     select(api_keys).where(api_keys.c.account_id == account_id).order_by(api_keys.c.created_at)
                 )
             ).all()
-        out = []
-        for r in rows:
-            d = dict(r._mapping)
-            d.pop("key_hash")
-            d["limits"] = orjson.loads(d["limits"] or "[]")
-            d["group"] = d.pop("group_name")
-            out.append(d)
-        return out
+        return [_public_key(r) for r in rows]
+
+    async def keys_page(self, account_id: str, limit: int, cursor: str | None,
+                        user_id: str | None = None) -> pages.Page:
+        """The account's keys oldest first (never their hashes); with ``user_id``, only that person's."""
+        after = pages.decode(cursor, 2)
+        k = api_keys.c
+        last = select(func.max(usage_records.c.created_at)).where(usage_records.c.key_id == k.id).scalar_subquery()
+        q = select(api_keys, last.label("last_used_at")).where(k.account_id == account_id)
+        if user_id is not None:
+            q = q.where(k.user_id == user_id)
+        if after is not None:
+            q = q.where(or_(k.created_at > after[0], and_(k.created_at == after[0], k.id > after[1])))
+        async with self.db.read() as conn:
+            rows = (await conn.execute(q.order_by(k.created_at, k.id).limit(limit + 1))).all()
+        return pages.page([_public_key(r) for r in rows], limit, lambda r: [r["created_at"], r["id"]])
+
+    async def ledger_page(self, account_id: str, limit: int, cursor: str | None) -> pages.Page:
+        """Ledger entries newest first."""
+        before = pages.decode(cursor, 1)
+        q = select(ledger).where(ledger.c.account_id == account_id)
+        if before is not None:
+            q = q.where(ledger.c.id < int(before[0]))
+        async with self.db.read() as conn:
+            rows = (await conn.execute(q.order_by(ledger.c.id.desc()).limit(limit + 1))).all()
+        return pages.page([dict(r._mapping) for r in rows], limit, lambda r: [r["id"]])
+
+    def keys_changed(self) -> None:
+        """Tell every gateway process that keys changed (after the change is committed)."""
+        self._keys_changed()
+
+    async def key(self, key_id: str) -> dict:
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(api_keys).where(api_keys.c.id == key_id))).first()
+        if row is None:
+            raise NotFound(f"no key with id {key_id!r}")
+        return _public_key(row)
+
+    async def usage_page(self, account_id: str, since: float, limit: int, cursor: str | None,
+                         user_id: str | None = None) -> pages.Page:
+        """Usage records newest first; with ``user_id``, only those made with that person's keys."""
+        before = pages.decode(cursor, 1)
+        u = usage_records.c
+        q = select(usage_records).where(u.account_id == account_id, u.created_at >= since)
+        if user_id is not None:
+            q = q.where(u.key_id.in_(select(api_keys.c.id).where(api_keys.c.user_id == user_id)))
+        if before is not None:
+            q = q.where(u.id < int(before[0]))
+        async with self.db.read() as conn:
+            rows = (await conn.execute(q.order_by(u.id.desc()).limit(limit + 1))).all()
+        return pages.page([dict(r._mapping) for r in rows], limit, lambda r: [r["id"]])
 
     async def revoke_key(self, key_id: str) -> None:
         async with self.db.write() as conn:
@@ -252,9 +260,88 @@ class Accounts:
         return key_from_row(row) if row is not None else None
 
 
+async def insert_user(conn, email: str, org: str | None = None,  # type: ignore[no-untyped-def]
+                      password_hash: str | None = None) -> dict:
+    """A person with their own wallet; with ``org``, a member of it (created, and owned, if new)."""
+    email = email.strip().lower()
+    if "@" not in email or len(email) > 320:
+        raise ValueError(f"{email!r} is not an email address")
+    now = time.time()
+    if (await conn.execute(select(users.c.id).where(users.c.email == email))).first():
+        raise Conflict(f"user {email} already exists")
+    org_id = None
+    role = "member"
+    if org:
+        row = (await conn.execute(select(accounts).where(accounts.c.name == org))).first()
+        if row is None:
+            org_id = new_id("org")
+            role = "owner"  # whoever an organization is created with owns it
+            await conn.execute(insert(accounts).values(id=org_id, kind="org", name=org, created_at=now))
+        elif row.kind != "org":
+            raise Conflict(f"{org!r} is a person's account, not an organization")
+        else:
+            org_id = row.id
+    if (await conn.execute(select(accounts.c.id).where(accounts.c.name == email))).first():
+        raise Conflict(f"an account named {email} already exists")
+    personal = new_id("acct")
+    await conn.execute(insert(accounts).values(id=personal, kind="user", name=email, created_at=now))
+    user_id = new_id("user")
+    await conn.execute(insert(users).values(id=user_id, email=email, account_id=org_id or personal, org_id=org_id,
+                                            password_hash=password_hash, is_admin=False, created_at=now))
+    if org_id is not None:
+        await conn.execute(insert(memberships).values(org_id=org_id, user_id=user_id, role=role, created_at=now))
+    return {"id": user_id, "email": email, "account_id": org_id or personal, "org": org,
+            "role": role if org_id else None, "created_at": now}
+
+
+async def insert_org(conn, name: str) -> dict:  # type: ignore[no-untyped-def]
+    name = name.strip()
+    if not name or "@" in name or len(name) > 200:
+        raise ValueError(f"{name!r} is not a valid organization name")
+    if (await conn.execute(select(accounts.c.id).where(accounts.c.name == name))).first():
+        raise Conflict(f"an account named {name!r} already exists")
+    org_id = new_id("org")
+    now = time.time()
+    await conn.execute(insert(accounts).values(id=org_id, kind="org", name=name, created_at=now))
+    return {"id": org_id, "name": name, "created_at": now}
+
+
+async def insert_key(conn, account_id: str, key_hash: str, prefix: str, group: str, *,  # type: ignore[no-untyped-def]
+                     user_id: str | None, name: str, limits: list[str], max_concurrency: int | None,
+                     expires_at: float | None) -> dict:
+    """A key row in the caller's transaction; call ``Accounts.keys_changed`` after committing."""
+    row = {"id": new_id("key"), "key_hash": key_hash, "prefix": prefix, "account_id": account_id,
+           "user_id": user_id, "group_name": group, "name": name, "limits": orjson.dumps(limits).decode(),
+           "max_concurrency": max_concurrency, "created_at": time.time(), "revoked_at": None,
+           "expires_at": expires_at}
+    await conn.execute(insert(api_keys).values(**row))
+    out: dict[str, Any] = {k: v for k, v in row.items() if k != "key_hash"}
+    out["group"] = out.pop("group_name")
+    out["limits"] = limits
+    return out
+
+
+async def mark_revoked(conn, key_id: str, now: float) -> bool:  # type: ignore[no-untyped-def]
+    """True if the key was live and is now revoked."""
+    res = await conn.execute(update(api_keys).where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+                             .values(revoked_at=now))
+    return res.rowcount == 1
+
+
+def _public_key(row) -> dict:  # type: ignore[no-untyped-def]
+    d = dict(row._mapping)
+    d.pop("key_hash")
+    d["limits"] = orjson.loads(d["limits"] or "[]")
+    d["group"] = d.pop("group_name")
+    return d
+
+
 async def append_entry(conn, account_id: str, kind: str, amount: int, note: str = "",  # type: ignore[no-untyped-def]
                        request_id: str | None = None, key_id: str | None = None) -> int:
-    """Append to the ledger inside the caller's write transaction; the balance is carried forward."""
+    """Append to the ledger inside the caller's write transaction; the balance is carried forward
+    (PostgreSQL: the account row is locked first, so concurrent entries chain)."""
+    if conn.dialect.name != "sqlite":
+        await conn.execute(select(accounts.c.id).where(accounts.c.id == account_id).with_for_update())
     balance = await books.balance(conn, account_id) + amount
     await conn.execute(
         insert(ledger).values(

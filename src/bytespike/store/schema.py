@@ -152,3 +152,73 @@ refresh_tokens = Table(
 )
 Index("ix_refresh_family", refresh_tokens.c.family)
 Index("ix_refresh_user", refresh_tokens.c.user_id)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    Column("org_id", String(40), ForeignKey("accounts.id"), primary_key=True),
+    Column("user_id", String(40), ForeignKey("users.id"), primary_key=True),
+    Column("role", String(16), nullable=False),  # owner | member
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_memberships_user", memberships.c.user_id)
+
+redeem_codes = Table(
+    "redeem_codes",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("code_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(20), nullable=False),
+    Column("amount", BigInteger, nullable=False),  # nano-USD credited
+    Column("note", Text, nullable=False, default=""),
+    Column("created_by", String(320), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=True),
+    Column("redeemed_at", Float, nullable=True),
+    Column("redeemed_by", String(40), nullable=True),  # the account credited
+)
+
+payments = Table(
+    "payments",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("provider", String(16), nullable=False),  # stripe
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False),
+    Column("user_id", String(40), nullable=True),
+    Column("session_id", String(255), nullable=False, unique=True),
+    Column("amount", BigInteger, nullable=False),  # nano-USD asked for
+    Column("status", String(16), nullable=False),  # open | paid
+    Column("created_at", Float, nullable=False),
+    Column("paid_at", Float, nullable=True),
+    Column("event_id", String(255), nullable=True),
+)
+Index("ix_payments_account", payments.c.account_id, payments.c.created_at)
+
+payment_events = Table(
+    "payment_events",
+    metadata,
+    Column("event_id", String(255), primary_key=True),  # each provider event is handled once
+    Column("type", String(100), nullable=False),
+    Column("received_at", Float, nullable=False),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("created_at", Float, nullable=False),
+    Column("actor", String(320), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(320), nullable=False, default=""),
+    Column("details", Text, nullable=False, default="{}"),
+)
+
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False),
+    Column("ip", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_login_failures", login_failures.c.email, login_failures.c.ip, login_failures.c.created_at)
