@@ -17,12 +17,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bytespike.accounts import keys as auth
+from bytespike.accounts.errors import Actor, Conflict, Forbidden, NotFound, Unavailable
+from bytespike.accounts.services import Services
 from bytespike.billing import limits as lim
-from bytespike.billing import money
 from bytespike.config import ConfigError, Settings, load
-from bytespike.store import usage as usage_store
-from bytespike.store.accounts import Accounts, Conflict, NotFound
 from bytespike.store.db import Database, upgrade
 
 app = typer.Typer(help="ByteSpike: a self-hosted LLM gateway.", no_args_is_help=True, add_completion=False)
@@ -30,10 +28,12 @@ users_app = typer.Typer(help="People.", no_args_is_help=True)
 orgs_app = typer.Typer(help="Organizations (members share one wallet).", no_args_is_help=True)
 wallet_app = typer.Typer(help="Wallets: top up and inspect.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+codes_app = typer.Typer(help="Redeem codes: single-use credit for a wallet.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(orgs_app, name="orgs")
 app.add_typer(wallet_app, name="wallet")
 app.add_typer(keys_app, name="keys")
+app.add_typer(codes_app, name="redeem-codes")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -51,20 +51,24 @@ def _settings(config: str | None) -> Settings:
         raise typer.Exit(2) from None
 
 
-def _run(config: str | None, fn: Callable[[Accounts, Settings], Awaitable[T]]) -> T:
+ACTOR = Actor.operator(f"cli:{os.environ.get('USER') or 'operator'}")
+
+
+def _run(config: str | None, fn: Callable[[Services, Settings], Awaitable[T]]) -> T:
+    """Run ``fn`` on the account services over the configured database."""
     settings = _settings(config)
 
     async def go() -> T:
         await upgrade(settings.database_url)
         db = Database(settings.database_url)
         try:
-            return await fn(Accounts(db), settings)
+            return await fn(Services(db, settings), settings)
         finally:
             await db.close()
 
     try:
         return asyncio.run(go())
-    except (NotFound, Conflict, ValueError) as exc:
+    except (NotFound, Conflict, ValueError, Forbidden, Unavailable) as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
 
@@ -114,30 +118,95 @@ def users_create(
     as_json: bool = JsonOpt,
 ) -> None:
     """Create a person (with their own wallet, or a member of an organization)."""
-    pw_hash = None
-    if password_stdin:
-        from bytespike.accounts.passwords import hash_password
-
-        pw = sys.stdin.readline().rstrip("\n")
-        if len(pw) < 8:
-            err.print("[red]error:[/red] the password must have at least 8 characters")
-            raise typer.Exit(1)
-        pw_hash = hash_password(pw)
-    user = _run(config, lambda a, s: a.create_user(email, org, pw_hash))
+    pw = sys.stdin.readline().rstrip("\n") if password_stdin else None
+    user = _run(config, lambda s, _: s.people.create(ACTOR, email, pw, org))
     if as_json:
         _json(user)
     else:
         out.print(f"created user [bold]{user['email']}[/bold] ({user['id']})" + (f" in org {org}" if org else ""))
 
 
+@users_app.command("list")
+def users_list(config: str | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
+    """Everyone, oldest first, with their organization and role."""
+    rows = _run(config, lambda s, _: _all(lambda cur: s.people.page(ACTOR, 200, cur)))
+    if as_json:
+        _json({"users": rows})
+        return
+    t = Table("id", "email", "org", "role", "created")
+    for r in rows:
+        t.add_row(r["id"], r["email"], r["org"] or "", r["role"] or "", _iso(r["created_at"]))
+    _table_console().print(t)
+
+
+async def _all(fetch: Callable[[str | None], Awaitable[Any]]) -> list[dict[str, Any]]:
+    """Every item of a paginated list."""
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        got = await fetch(cursor)
+        items.extend(got.items)
+        cursor = got.next_cursor
+        if cursor is None:
+            return items
+
+
 @orgs_app.command("create")
 def orgs_create(name: str, config: str | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """Create an organization whose members share its wallet."""
-    org = _run(config, lambda a, s: a.create_org(name))
+    org = _run(config, lambda s, _: s.orgs.create(ACTOR, name))
     if as_json:
         _json(org)
     else:
         out.print(f"created organization [bold]{name}[/bold] ({org['id']})")
+
+
+@orgs_app.command("list")
+def orgs_list(config: str | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
+    """Every organization with its number of members."""
+    rows = _run(config, lambda s, _: _all(lambda cur: s.orgs.page(ACTOR, 200, cur)))
+    if as_json:
+        _json({"orgs": rows})
+        return
+    t = Table("id", "name", "members", "created")
+    for r in rows:
+        t.add_row(r["id"], escape(r["name"]), str(r["members"]), _iso(r["created_at"]))
+    _table_console().print(t)
+
+
+@orgs_app.command("show")
+def orgs_show(name: str, config: str | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
+    """An organization's members and their roles."""
+    org = _run(config, lambda s, _: s.orgs.show(ACTOR, name))
+    if as_json:
+        _json(org)
+        return
+    t = Table("email", "role", "since", title=escape(org["name"]))
+    for m in org["members"]:
+        t.add_row(m["email"], m["role"], _iso(m["created_at"]))
+    _table_console().print(t)
+
+
+@orgs_app.command("add-member")
+def orgs_add_member(name: str, email: str,
+                    role: str = typer.Option("member", "--role", help="owner or member."),
+                    config: str | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
+    """Add a person to an organization (created if new), or change their role."""
+    res = _run(config, lambda s, _: s.orgs.add_member(ACTOR, name, email, role))
+    if as_json:
+        _json(res)
+    else:
+        out.print(f"{res['email']} is now {res['role']} of {res['org']}")
+
+
+@orgs_app.command("remove-member")
+def orgs_remove_member(name: str, email: str, config: str | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
+    """Remove a member: they go back to their own wallet and their keys on the org's are revoked."""
+    res = _run(config, lambda s, _: s.orgs.remove_member(ACTOR, name, email))
+    if as_json:
+        _json(res)
+    else:
+        out.print(f"removed {res['email']} from {res['org']} ({len(res['revoked_keys'])} key(s) revoked)")
 
 
 # ---------------------------------------------------------------- wallet
@@ -152,21 +221,7 @@ def wallet_topup(
     as_json: bool = JsonOpt,
 ) -> None:
     """Add USD to a wallet (a ledger entry; the balance is the ledger's sum)."""
-    try:
-        amount = money.parse_usd(usd)
-    except ValueError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
-    if amount <= 0:
-        err.print("[red]error:[/red] the amount must be positive")
-        raise typer.Exit(1)
-
-    async def go(a: Accounts, s: Settings) -> dict[str, Any]:
-        acct = await a.account(email_or_org)
-        bal = await a.post(acct["id"], "topup", amount, note or "top-up")
-        return {"account": acct["name"], "amount_usd": money.format_usd(amount), "balance_usd": money.format_usd(bal)}
-
-    res = _run(config, go)
+    res = _run(config, lambda s, _: s.wallets.topup(ACTOR, email_or_org, usd, note))
     if as_json:
         _json(res)
     else:
@@ -177,22 +232,7 @@ def wallet_topup(
 def wallet_show(email_or_org: str, config: str | None = ConfigOpt, as_json: bool = JsonOpt,
                 limit: int = typer.Option(20, help="Ledger entries to show.")) -> None:
     """Balance, open holds and the latest ledger entries."""
-
-    async def go(a: Accounts, s: Settings) -> dict[str, Any]:
-        acct = await a.account(email_or_org)
-        bal, held = await a.balance(acct["id"])
-        rows = await a.ledger(acct["id"], limit)
-        return {
-            "account": acct["name"],
-            "balance_usd": money.format_usd(bal),
-            "held_usd": money.format_usd(held),
-            "available_usd": money.format_usd(bal - held),
-            "ledger": [{"id": r["id"], "time": _iso(r["created_at"]), "kind": r["kind"],
-                        "amount_usd": money.format_usd(r["amount"]), "balance_usd": money.format_usd(r["balance_after"]),
-                        "request_id": r["request_id"], "note": r["note"]} for r in rows],
-        }
-
-    res = _run(config, go)
+    res = _run(config, lambda s, _: s.wallets.show(ACTOR, email_or_org, limit))
     if as_json:
         _json(res)
         return
@@ -235,17 +275,8 @@ def keys_create(
         err.print("[red]error:[/red] --max-concurrency must be at least 1")
         raise typer.Exit(1)
 
-    async def go(a: Accounts, s: Settings) -> dict[str, Any]:
-        if group not in s.groups:
-            raise ValueError(f"unknown group {group!r} (configured: {', '.join(s.groups)})")
-        acct = await a.account(email_or_org)
-        key, digest, prefix = auth.mint()
-        rec = await a.create_key(acct["id"], digest, prefix, group, user_id=acct["user_id"], name=name,
-                                 limits=specs, max_concurrency=max_concurrency)
-        return {"id": rec.id, "key": key, "account": acct["name"], "group": group, "name": name, "limits": specs,
-                "max_concurrency": max_concurrency}
-
-    res = _run(config, go)
+    res = _run(config, lambda s, _: s.keys.create(ACTOR, email_or_org, group=group, name=name, limits=specs,
+                                                  max_concurrency=max_concurrency))
     if as_json:
         _json(res)
     else:
@@ -257,12 +288,7 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(email_or_org: str, config: str | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """The account's keys (never the keys themselves)."""
-
-    async def go(a: Accounts, s: Settings) -> list[dict[str, Any]]:
-        acct = await a.account(email_or_org)
-        return await a.list_keys(acct["id"])
-
-    rows = _run(config, go)
+    rows = _run(config, lambda s, _: _all(lambda cur: s.keys.page(ACTOR, email_or_org, 200, cur)))
     if as_json:
         _json({"keys": rows})
         return
@@ -277,7 +303,7 @@ def keys_list(email_or_org: str, config: str | None = ConfigOpt, as_json: bool =
 @keys_app.command("revoke")
 def keys_revoke(key_id: str, config: str | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """Revoke a key; it stops working at once."""
-    _run(config, lambda a, s: a.revoke_key(key_id))
+    _run(config, lambda s, _: s.keys.revoke(ACTOR, key_id))
     if as_json:
         _json({"id": key_id, "revoked": True})
     else:
@@ -289,13 +315,13 @@ def users_sign_out(email: str, config: str | None = ConfigOpt, as_json: bool = J
     """End every device sign-in (Claude Code /login through the gateway) of a person: their refresh
     tokens stop working and the keys issued with them are revoked."""
 
-    async def go(a: Accounts, s: Settings) -> dict[str, Any]:
+    async def go(svc: Services, s: Settings) -> dict[str, Any]:
         from bytespike.accounts.device import DeviceSignIn, SignInPolicy
 
-        acct = await a.account(email)
+        acct = await svc.store.account(email)
         if acct["user_id"] is None:
             raise NotFound(f"no user named {email!r}")
-        n = await DeviceSignIn(a, SignInPolicy(group=s.sign_in_group)).revoke_person(acct["user_id"])
+        n = await DeviceSignIn(svc.store, SignInPolicy(group=s.sign_in_group)).revoke_person(acct["user_id"])
         return {"email": email, "signed_out": n}
 
     res = _run(config, go)
@@ -313,39 +339,12 @@ def usage(email_or_org: str, since: str = typer.Option("1d", "--since", help="Ho
           config: str | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """Spend and requests per model since a time, and each active key's rolling windows against its caps."""
     try:
-        seconds = lim.parse_duration(since)
+        lim.parse_duration(since)
     except ValueError as exc:
         err.print(f"[red]error:[/red] --since: {exc}")
         raise typer.Exit(1) from None
 
-    async def go(a: Accounts, s: Settings) -> dict[str, Any]:
-        from bytespike.billing.service import Billing
-        from bytespike.gateway.catalogue import Catalogue
-        from bytespike.store.accounts import KeyRecord
-
-        acct = await a.account(email_or_org)
-        rows = await a.usage_summary(acct["id"], time.time() - seconds)
-        billing = Billing(a.db, Catalogue(s), s.default_limits)
-        keys = []
-        for k in await a.list_keys(acct["id"]):
-            if k["revoked_at"]:
-                continue
-            rec = KeyRecord(k["id"], k["account_id"], k["user_id"], k["group"], k["name"], tuple(k["limits"]),
-                            k["max_concurrency"], None, k["expires_at"])
-            keys.append({"id": k["id"], "name": k["name"], "group": k["group"],
-                         "max_concurrency": k["max_concurrency"],
-                         "windows": [_window_json(w) for w in await billing.recorded_windows(rec)]})
-        async with a.db.read() as conn:
-            sessions = await usage_store.by_session(conn, acct["id"], time.time() - seconds)
-        for sess in sessions:
-            sess["cost_usd"] = money.format_usd(sess.pop("cost"))
-        return {"account": acct["name"], "since": since, "models": rows,
-                "total_usd": money.format_usd(sum(r["cost"] for r in rows)),
-                "requests": sum(r["requests"] for r in rows), "keys": keys, "sessions": sessions}
-
-    res = _run(config, go)
-    for r in res["models"]:
-        r["cost_usd"] = money.format_usd(r.pop("cost"))
+    res = _run(config, lambda s, _: s.usage.summary(ACTOR, email_or_org, since))
     if as_json:
         _json(res)
         return
@@ -374,13 +373,68 @@ def usage(email_or_org: str, since: str = typer.Option("1d", "--since", help="Ho
         con.print(w)
 
 
-def _window_json(w: lim.WindowState) -> dict[str, Any]:
-    """One rolling window as ``bytespike usage --json`` shows it (USD as decimal strings)."""
-    return {"window": w.name, "seconds": w.seconds, "spend_usd": money.format_usd(w.usd_used),
-            "usd_cap": money.format_usd(w.usd_cap) if w.usd_cap is not None else None,
-            "requests": w.requests_used, "requests_cap": w.requests_cap,
-            "tokens": w.tokens_used, "tokens_cap": w.tokens_cap,
-            "resets_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(w.resets_at)) if w.resets_at else None}
+# ---------------------------------------------------------------- redeem codes and audit
+
+
+@codes_app.command("create")
+def codes_create(
+    usd: str,
+    count: int = typer.Option(1, "--count", help="How many codes."),
+    expires_in: str | None = typer.Option(None, "--expires-in", help="Valid for this long: 12h, 7d, 30d..."),
+    note: str = typer.Option("", "--note", help="A note kept with the codes."),
+    config: str | None = ConfigOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Make single-use codes worth USD each; they are shown once and stored only as hashes."""
+    res = _run(config, lambda s, _: s.redeem_codes.create(ACTOR, usd, count, expires_in, note))
+    if as_json:
+        _json(res)
+        return
+    out.print(f"{len(res['codes'])} code(s) worth {res['usd']} USD each"
+              + (f", valid until {_iso(res['expires_at'])} UTC" if res["expires_at"] else ""))
+    for code in res["codes"]:
+        out.print(f"[bold]{code}[/bold]")
+    out.print("[dim]This is the only time the codes are shown.[/dim]")
+
+
+@codes_app.command("list")
+def codes_list(config: str | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
+    """Every code's value and state (never the code itself)."""
+    rows = _run(config, lambda s, _: _all(lambda cur: s.redeem_codes.page(ACTOR, 200, cur)))
+    if as_json:
+        _json({"redeem_codes": rows})
+        return
+    t = Table("id", "prefix", "USD", "status", "created", "expires", "redeemed by")
+    for r in rows:
+        t.add_row(r["id"], r["prefix"] + "…", r["usd"], r["status"], _iso(r["created_at"]), _iso(r["expires_at"]),
+                  r["redeemed_by"] or "")
+    _table_console().print(t)
+
+
+@codes_app.command("redeem")
+def codes_redeem(code: str, email_or_org: str, config: str | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
+    """Redeem a code into a wallet."""
+    res = _run(config, lambda s, _: s.redeem_codes.redeem(ACTOR, code, email_or_org))
+    if as_json:
+        _json(res)
+    else:
+        out.print(f"credited {res['account']} with {res['amount_usd']} USD; balance {res['balance_usd']} USD")
+
+
+@app.command()
+def audit(limit: int = typer.Option(50, "--limit", help="Entries to show, newest first."),
+          action: str | None = typer.Option(None, "--action", help="Only this action, e.g. key.revoke."),
+          config: str | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
+    """The audit log: who did what to which account, key or code, and when."""
+    got = _run(config, lambda s, _: s.audit.page(ACTOR, max(1, min(limit, 200)), None, action=action))
+    if as_json:
+        _json({"entries": got.items, "next_cursor": got.next_cursor})
+        return
+    t = Table("time (UTC)", "actor", "action", "target", "details")
+    for r in got.items:
+        t.add_row(_iso(r["created_at"]), escape(r["actor"]), r["action"], escape(r["target"]),
+                  escape(orjson.dumps(r["details"]).decode()))
+    _table_console().print(t)
 
 
 def _of(used: Any, cap: Any) -> str:

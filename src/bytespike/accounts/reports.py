@@ -12,6 +12,7 @@ from bytespike.billing import limits as lim
 from bytespike.billing import money
 from bytespike.billing.service import Billing
 from bytespike.store import pages, people
+from bytespike.store import usage as usage_store
 from bytespike.store.accounts import Accounts, KeyRecord
 from bytespike.store.db import Database
 
@@ -29,7 +30,7 @@ def since_seconds(since: Any) -> int:
     try:
         return lim.parse_duration(since if isinstance(since, str) else "")
     except ValueError:
-        raise Invalid("since", "expected a duration such as 30m, 5h, 1d, 7d") from None
+        raise Invalid("since", f"{str(since)[:40]!r} is not a duration such as 30m, 5h, 1d, 7d") from None
 
 
 class UsageReports:
@@ -64,11 +65,17 @@ class UsageReports:
                             k["max_concurrency"], None, k["expires_at"])
             keys.append({"id": k["id"], "name": k["name"], "group": k["group"], "max_concurrency": k["max_concurrency"],
                          "windows": [window_json(w) for w in await self.billing.recorded_windows(rec)]})
+        sessions: list[dict[str, Any]] = []
+        if user_id is None:  # Claude Code sessions are counted per wallet, not per person
+            async with self.db.read() as conn:
+                sessions = await usage_store.by_session(conn, sc.wallet.id, time.time() - seconds)
+        for sess in sessions:
+            sess["cost_usd"] = money.format_usd(sess.pop("cost"))
         total = sum(r["cost"] for r in rows)
         models = [{**{k: v for k, v in r.items() if k != "cost"}, "cost_usd": money.format_usd(r["cost"])}
                   for r in rows]
         return {"account": sc.wallet.name, "since": since, "models": models, "total_usd": money.format_usd(total),
-                "requests": sum(r["requests"] for r in rows), "keys": keys}
+                "requests": sum(r["requests"] for r in rows), "keys": keys, "sessions": sessions}
 
     async def records(self, actor: Actor, account: str | None, since: str = "7d", member: str | None = None,
                       limit: int = pages.DEFAULT_LIMIT, cursor: str | None = None) -> pages.Page:
