@@ -474,6 +474,10 @@ class Billing:
     async def _write(self, new_holds: list[books.HoldRow], due: list[books.Settlement]) -> None:
         if not new_holds and not due:
             return
+        async with self.wallets.settling:
+            await self._write_batch(new_holds, due)
+
+    async def _write_batch(self, new_holds: list[books.HoldRow], due: list[books.Settlement]) -> None:
         try:
             async with self.db.write() as conn:
                 await books.insert_holds(conn, new_holds)

@@ -76,6 +76,7 @@ class SharedWallets:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.settling = asyncio.Lock()  # held by the writer around each batch (see LocalWallets)
 
     async def reserve(self, request_id: str, account_id: str, key_id: str, n: Need, now: float,
                       expires_at: float) -> tuple[int, int | None]:
@@ -119,6 +120,9 @@ class LocalWallets:
         self._write_hold = write_hold
         self._accounts: dict[str, _Account] = {}
         self._loading: dict[str, asyncio.Future[_Account]] = {}
+        # The writer holds this from a batch's commit until its charges leave ``pending``; a
+        # refresh waits for it, or it would count those charges twice (in the ledger and pending).
+        self.settling = asyncio.Lock()
 
     async def _account(self, account_id: str, now: float) -> _Account:
         acct = self._accounts.get(account_id)
@@ -145,7 +149,7 @@ class LocalWallets:
 
     async def _refresh(self, account_id: str, acct: _Account) -> None:
         """Top-ups come from other processes: read the balance again before refusing."""
-        async with self.db.read() as conn:
+        async with self.settling, self.db.read() as conn:
             acct.db_balance = await books.balance(conn, account_id)
 
     async def reserve(self, request_id: str, account_id: str, key_id: str, n: Need, now: float,
