@@ -10,9 +10,11 @@ goes to the ledger under the payment's id, so replays and second deliveries cred
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
+import orjson
 import stripe
 
 from bytespike.accounts import access
@@ -25,9 +27,11 @@ from bytespike.store import payments
 from bytespike.store.accounts import append_entry, new_id
 from bytespike.store.db import Database
 
+log = logging.getLogger("bytespike.accounts.payments")
 MIN_USD = 5
 MAX_USD = 10_000
 _NANO_PER_CENT = money.NANO_PER_USD // 100
+_TOLERANCE_SECONDS = 300  # Stripe's own default: an older signed event is a replay
 _PAID_EVENTS = ("checkout.session.completed", "checkout.session.async_payment_succeeded")
 STRIPE_ACTOR = Actor.operator("stripe")
 
@@ -70,8 +74,10 @@ class CardPayments:
         }
         try:
             session = await asyncio.to_thread(self._client.v1.checkout.sessions.create, params)  # type: ignore[arg-type]
-        except stripe.StripeError as exc:
-            raise Unavailable(f"the payment provider refused the checkout: {exc.user_message or 'error'}") from None
+        except stripe.StripeError as exc:  # its details stay in the log: they may name keys or settings
+            log.warning("Stripe refused a checkout session: %s", exc)
+            raise Unavailable(f"the payment provider could not start the checkout (HTTP {exc.http_status or '-'}); "
+                              "try again later") from None
         now = time.time()
         async with self.db.write() as conn:
             await payments.insert_payment(conn, {
@@ -86,28 +92,33 @@ class CardPayments:
     async def webhook(self, payload: bytes, signature: str | None) -> dict[str, Any]:
         """Verify and apply one Stripe event; ``Invalid`` (400) for a bad signature or body."""
         try:
-            event = stripe.Webhook.construct_event(payload, signature or "", self.config.webhook_secret)
+            stripe.WebhookSignature.verify_header(payload, signature or "", self.config.webhook_secret,
+                                                  _TOLERANCE_SECONDS)
         except stripe.SignatureVerificationError:
             raise Invalid("stripe-signature", "the webhook signature does not verify") from None
-        except ValueError:
+        try:
+            event = orjson.loads(payload)
+            event_id, event_type = str(event["id"]), str(event["type"])
+            session = event["data"]["object"] if event_type in _PAID_EVENTS else {}
+        except (orjson.JSONDecodeError, KeyError, TypeError):
             raise Invalid("body", "not a Stripe event") from None
-        if event.type not in _PAID_EVENTS:
-            return {"received": True, "credited": False}
-        session = event.data.object
-        if session.get("payment_status") != "paid" or str(session.get("currency", "")).lower() != "usd":
+        if not isinstance(session, dict) or session.get("payment_status") != "paid" \
+                or str(session.get("currency", "")).lower() != "usd":
             return {"received": True, "credited": False}
         now = time.time()
         async with self.db.write() as conn:
-            if not await payments.first_delivery(conn, event.id, event.type, now):
+            if not await payments.first_delivery(conn, event_id, event_type, now):
                 return {"received": True, "credited": False, "duplicate": True}
             pay = await payments.by_session(conn, session.get("id", ""))
             if pay is None or pay.account_id != session.get("client_reference_id"):
                 return {"received": True, "credited": False}
-            if not await payments.mark_paid(conn, pay.session_id, event.id, now):
+            if not await payments.mark_paid(conn, pay.session_id, event_id, now):
                 return {"received": True, "credited": False, "duplicate": True}
-            amount = int(session.get("amount_total") or 0) * _NANO_PER_CENT
-            await append_entry(conn, pay.account_id, "topup", amount, "card payment",
-                               request_id=f"stripe:{pay.id}")
+            cents = session.get("amount_total")
+            amount = cents * _NANO_PER_CENT if isinstance(cents, int) and cents > 0 else 0
+            if amount:
+                await append_entry(conn, pay.account_id, "topup", amount, "card payment",
+                                   request_id=f"stripe:{pay.id}")
             await record(conn, STRIPE_ACTOR, "payment.credit", pay.account_id, payment_id=pay.id,
-                         event_id=event.id, usd=money.format_usd(amount))
+                         event_id=event_id, usd=money.format_usd(amount))
         return {"received": True, "credited": True}
