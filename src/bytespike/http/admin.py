@@ -338,8 +338,10 @@ def _query(raw: bytes, spec: dict[str, tuple[dict[str, Any], bool]]) -> dict[str
         raise GatewayError("invalid_request_error", "the query string is not UTF-8") from None
     got: dict[str, Any] = {}
     for k, v in pairs:
-        if k in spec:
-            got[k] = v
+        if k not in spec:
+            raise GatewayError("invalid_request_error", f"{k[:50]!r}: unknown query parameter"
+                               + (f" (expected {', '.join(spec)})" if spec else ""), param=k[:50])
+        got[k] = v
     for name, (schema, required) in spec.items():
         if name not in got:
             if required:

@@ -126,6 +126,7 @@ def create_app(settings: Settings, *, demo: bool = False, extra_routes: list[Any
         *(extra_routes or []),
         Mount("/", ep(endpoints.not_found)),
     ]
-    app = Router(routes=routes, lifespan=lifespan)
+    # ``default``: paths no route pattern can match (a newline in the path) still get a JSON 404.
+    app = Router(routes=routes, lifespan=lifespan, default=ep(endpoints.not_found))
     app.holder = holder  # type: ignore[attr-defined]
     return app
