@@ -141,3 +141,29 @@ def test_group_policy_comes_from_the_config_per_kind_of_account(gateway: Gateway
     email = f"solo-{secrets.token_hex(4)}@example.com"
     admin.post("/users", {"email": email}, 201)
     assert admin.post("/keys", {"account": email}, 201)["group"] == "claude-default"
+
+
+def test_an_invite_link_lets_a_newcomer_join_once_and_spend_from_the_org_wallet(gateway: Gateway) -> None:
+    o = setup_org(gateway, "5")
+    inv = o["admin"].post(f"/orgs/{o['org']}/invites", {"role": "member"}, 201)
+    assert inv["token"].startswith("inv_") and inv["org"] == o["org"]
+    newcomer = f"new-{secrets.token_hex(4)}@team.test"
+
+    async def join(s: Services, token: str) -> Any:
+        offer = await s.orgs.invitation(token)
+        user = await s.people.sign_up(newcomer, "joining secret 1")
+        me = Actor.person(user["id"], newcomer)
+        return offer, await s.orgs.accept(me, token)
+
+    offer, joined = as_person(gateway, o["owner"], lambda s, _: join(s, inv["token"]))
+    assert offer["org"] == o["org"] and joined["role"] == "member"
+    assert as_person(gateway, newcomer, lambda s, me: s.wallets.show(me, None))["account"] == o["org"]
+    key = as_person(gateway, newcomer, lambda s, me: s.keys.create(me, None, group="claude-default"))
+    r = httpx.post(gateway.url + "/v1/messages", headers={"x-api-key": key["key"], "anthropic-version": "2023-06-01"},
+                   json={"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "a"}]})
+    assert r.status_code == 200
+    from bytespike.accounts.errors import NotFound
+    with pytest.raises(NotFound):
+        as_person(gateway, o["m1"], lambda s, me: s.orgs.accept(me, inv["token"]))  # single use
+    with pytest.raises(Forbidden):
+        as_person(gateway, o["m1"], lambda s, me: s.orgs.invite(me, o["org"]))  # members do not invite

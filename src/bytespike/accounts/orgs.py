@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 import time
 from typing import Any
 
@@ -9,11 +11,18 @@ from bytespike.accounts import access
 from bytespike.accounts.audit import record
 from bytespike.accounts.errors import Actor, Conflict, Forbidden, Invalid, NotFound
 from bytespike.accounts.people import normal_email
+from bytespike.billing import limits as lim
 from bytespike.store import pages, people
-from bytespike.store.accounts import Accounts, insert_org, insert_user
+from bytespike.store.accounts import Accounts, insert_org, insert_user, new_id
 from bytespike.store.db import Database
 
 ROLES = ("owner", "member")
+INVITE_PREFIX = "inv_"
+DEFAULT_INVITE_LIFETIME = "7d"
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.strip().encode()).hexdigest()
 
 
 def _org_name(name: Any) -> str:
@@ -119,3 +128,63 @@ class Orgs:
         if revoked:
             self.accounts.keys_changed()
         return {"org": org.name, "email": email, "removed": True, "revoked_keys": revoked}
+
+    # ------------------------------------------------------------ invites
+
+    async def invite(self, actor: Actor, name: str, role: Any = "member", email: Any = None,
+                     expires_in: Any = DEFAULT_INVITE_LIFETIME) -> dict:
+        """A single-use invitation (its token goes in a link); ``email`` set: only that person may accept."""
+        if role not in ROLES:
+            raise Invalid("role", f"{str(role)[:50]!r} is not a role (owner or member)")
+        email = normal_email(email) if email is not None else None
+        try:
+            lifetime = lim.parse_duration(expires_in if isinstance(expires_in, str) else "")
+        except ValueError:
+            raise Invalid("expires_in", "expected a duration such as 12h or 7d") from None
+        token = INVITE_PREFIX + secrets.token_urlsafe(24)
+        now = time.time()
+        async with self.db.write() as conn:
+            org = await access.org_named(conn, name)
+            await access.require_owner(conn, actor, org.id)
+            row = {"id": new_id("invite"), "token_hash": _token_hash(token), "org_id": org.id, "role": role,
+                   "email": email, "created_by": actor.name, "created_at": now, "expires_at": now + lifetime,
+                   "accepted_at": None, "accepted_by": None}
+            await people.insert_invite(conn, row)
+            await record(conn, actor, "org.invite", org.name, invite_id=row["id"], role=role, email=email)
+        return {"id": row["id"], "token": token, "org": org.name, "role": role, "email": email,
+                "expires_at": row["expires_at"]}
+
+    async def invitation(self, token: Any) -> dict:
+        """What an invite link offers (for the page that shows it); NotFound if it is not usable."""
+        if not isinstance(token, str) or not token.startswith(INVITE_PREFIX) or len(token) > 100:
+            raise NotFound("no such invitation")
+        async with self.db.read() as conn:
+            inv = await people.invite_by_hash(conn, _token_hash(token))
+        if inv is None or inv.accepted_at is not None or inv.expires_at <= time.time():
+            raise NotFound("this invitation is not valid (used, expired or unknown)")
+        return {"org": inv.org, "role": inv.role, "email": inv.email, "expires_at": inv.expires_at}
+
+    async def accept(self, actor: Actor, token: Any) -> dict:
+        """The signed-in person joins the invite's org, once; a newcomer signs up first
+        (``People.sign_up``) and then accepts."""
+        if actor.is_operator:
+            raise Forbidden("an invitation is accepted by the person invited")
+        offer = await self.invitation(token)
+        now = time.time()
+        async with self.db.write() as conn:
+            assert actor.user_id is not None
+            me = await people.user_by_id(conn, actor.user_id)
+            inv = await people.invite_by_hash(conn, _token_hash(token))
+            if me is None or inv is None:
+                raise NotFound("no such invitation")
+            if inv.email and inv.email != me.email:
+                raise Forbidden("this invitation is for someone else")
+            current = await people.membership_of(conn, me.id)
+            if current is not None:
+                raise Conflict(f"you already belong to the organization {current.org!r}")
+            if not await people.claim_invite(conn, inv.id, me.id, now):
+                raise NotFound("this invitation is not valid (used, expired or unknown)")
+            await people.add_membership(conn, inv.org_id, me.id, inv.role, now)
+            await people.set_wallet(conn, me.id, inv.org_id, inv.org_id)
+            await record(conn, actor, "org.invite.accept", offer["org"], invite_id=inv.id, role=inv.role)
+        return {"org": offer["org"], "email": me.email, "user_id": me.id, "role": inv.role}

@@ -117,6 +117,12 @@ async def _members_remove(c: Call) -> Any:
     return await c.state.services.orgs.remove_member(ACTOR, c.params["name"], c.params["email"])
 
 
+async def _invite(c: Call) -> Any:
+    b = c.body
+    return await c.state.services.orgs.invite(ACTOR, c.params["name"], b.get("role", "member"), b.get("email"),
+                                              b.get("expires_in") or "7d")
+
+
 async def _wallet_show(c: Call) -> Any:
     return await c.state.services.wallets.show(ACTOR, c.params["account"])
 
@@ -221,6 +227,8 @@ OPS: list[Op] = [
        _members_add, body="member"),
     Op("DELETE", "/orgs/{name}/members/{email}", "removeMember", "Remove a member (their org keys are revoked)",
        "Removed", _members_remove),
+    Op("POST", "/orgs/{name}/invites", "createInvite", "A single-use invitation to join (its token goes in a link)",
+       "Invite", _invite, body="invite", status=201),
     Op("GET", "/wallets/{account}", "getWallet", "Balance, holds and latest ledger entries", "Wallet", _wallet_show),
     Op("GET", "/wallets/{account}/topup", "getWalletAtTopup", "The same as GET /wallets/{account}", "Wallet",
        _wallet_show),

@@ -8,7 +8,7 @@ from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bytespike.store import pages
-from bytespike.store.schema import accounts, api_keys, login_failures, memberships, users
+from bytespike.store.schema import accounts, api_keys, invites, login_failures, memberships, users
 
 
 def _public_user(row: Any) -> dict[str, Any]:
@@ -136,3 +136,24 @@ async def add_failure(conn: AsyncConnection, email: str, ip: str, now: float, ke
 
 async def clear_failures(conn: AsyncConnection, email: str, ip: str) -> None:
     await conn.execute(delete(login_failures).where(login_failures.c.email == email, login_failures.c.ip == ip))
+
+
+# ---------------------------------------------------------------- invites
+
+
+async def insert_invite(conn: AsyncConnection, row: dict[str, Any]) -> None:
+    await conn.execute(insert(invites).values(**row))
+
+
+async def invite_by_hash(conn: AsyncConnection, token_hash: str) -> Any:
+    return (await conn.execute(
+        select(invites, accounts.c.name.label("org")).select_from(invites.join(accounts, accounts.c.id == invites.c.org_id))
+        .where(invites.c.token_hash == token_hash))).first()
+
+
+async def claim_invite(conn: AsyncConnection, invite_id: str, user_id: str, now: float) -> bool:
+    """Mark the invite accepted if it still can be; True for the one caller that did."""
+    res = await conn.execute(update(invites).where(invites.c.id == invite_id, invites.c.accepted_at.is_(None),
+                                                   invites.c.expires_at > now)
+                             .values(accepted_at=now, accepted_by=user_id))
+    return res.rowcount == 1

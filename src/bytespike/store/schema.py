@@ -163,6 +163,21 @@ memberships = Table(
 )
 Index("ix_memberships_user", memberships.c.user_id)
 
+invites = Table(
+    "invites",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("org_id", String(40), ForeignKey("accounts.id"), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("email", String(320), nullable=True),  # only this person may accept, when set
+    Column("created_by", String(320), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("accepted_at", Float, nullable=True),
+    Column("accepted_by", String(40), nullable=True),
+)
+
 redeem_codes = Table(
     "redeem_codes",
     metadata,

@@ -1,4 +1,4 @@
-"""Memberships and roles, redeem codes, card payments, the audit log, login failures.
+"""Memberships and roles, org invites, redeem codes, card payments, the audit log, login failures.
 
 Revision ID: 0002_people
 Revises: 0005_device_sign_in
@@ -37,6 +37,19 @@ def upgrade() -> None:
         "SELECT u.org_id, u.id, CASE WHEN u.created_at = (SELECT MIN(v.created_at) FROM users v "
         "WHERE v.org_id = u.org_id) THEN 'owner' ELSE 'member' END, u.created_at "
         "FROM users u WHERE u.org_id IS NOT NULL"
+    )
+    op.create_table(
+        "invites",
+        sa.Column("id", sa.String(40), primary_key=True),
+        sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+        sa.Column("org_id", sa.String(40), sa.ForeignKey("accounts.id"), nullable=False),
+        sa.Column("role", sa.String(16), nullable=False),
+        sa.Column("email", sa.String(320), nullable=True),
+        sa.Column("created_by", sa.String(320), nullable=False),
+        sa.Column("created_at", sa.Float, nullable=False),
+        sa.Column("expires_at", sa.Float, nullable=False),
+        sa.Column("accepted_at", sa.Float, nullable=True),
+        sa.Column("accepted_by", sa.String(40), nullable=True),
     )
     op.create_table(
         "redeem_codes",
@@ -111,5 +124,6 @@ def downgrade() -> None:
     op.drop_index("ix_payments_account", table_name="payments")
     op.drop_table("payments")
     op.drop_table("redeem_codes")
+    op.drop_table("invites")
     op.drop_index("ix_memberships_user", table_name="memberships")
     op.drop_table("memberships")
