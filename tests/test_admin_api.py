@@ -209,3 +209,24 @@ def test_providers_show_each_deployment_and_its_breaker_without_hosts_or_keys(ga
     text = json.dumps(admin.get("/providers"))
     assert "127.0.0.1" not in text and "http" not in text
     admin.assert_no_secrets()
+
+
+def test_the_readme_curl_example_works_against_a_running_gateway(gateway: Gateway, fake: FakeUpstream) -> None:
+    import re
+    import subprocess
+
+    from conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Admin API", 1)[1]
+    script = re.search(r"```sh\n(.*?)```", section, re.S).group(1)  # type: ignore[union-attr]
+    email = f"readme-{tag()}@example.com"
+    script = (script.replace("http://127.0.0.1:8080", gateway.url).replace("ada@example.com", email)
+              .replace("change-me-to-a-long-random-string", ADMIN_TOKEN))
+    out = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    answers = [json.loads(line) for line in out.stdout.replace("}{", "}\n{").splitlines() if line.strip()]
+    user, topup, key, usage = answers
+    assert user["email"] == email and topup["balance_usd"] == "25" and key["key"].startswith("sk-byts-")
+    assert usage["account"] == email and usage["requests"] == 0
+    assert ask(gateway, key["key"]).status_code == 200

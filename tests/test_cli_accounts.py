@@ -76,7 +76,8 @@ def test_help_everywhere(gateway: Gateway):
     import subprocess
     import sys
 
-    for args in ([], ["users"], ["wallet"], ["keys"], ["keys", "create"], ["serve"], ["usage"], ["models"]):
+    for args in ([], ["users"], ["wallet"], ["keys"], ["keys", "create"], ["serve"], ["usage"], ["models"],
+                 ["orgs"], ["orgs", "add-member"], ["redeem-codes"], ["redeem-codes", "create"], ["audit"]):
         res = subprocess.run([sys.executable, "-m", "bytespike", *args, "--help"], capture_output=True, text=True)
         assert res.returncode == 0 and "Usage" in res.stdout, args
 
@@ -85,3 +86,23 @@ def test_models_command_lists_the_catalogue(gateway: Gateway):
     data = json.loads(gateway.cli("models", "--json").stdout)
     ids = {m["id"] for m in data["models"]}
     assert {"claude-sonnet-4-6", "gpt-5-5", "gemini-3-1-pro"} <= ids
+
+
+def test_orgs_members_and_roles_from_the_cli(gateway: Gateway):
+    gateway.cli("orgs", "create", "cli-org-roles")
+    gateway.cli("orgs", "add-member", "cli-org-roles", "boss@roles.test", "--role", "owner")
+    gateway.cli("orgs", "add-member", "cli-org-roles", "dev@roles.test")
+    shown = json.loads(gateway.cli("orgs", "show", "cli-org-roles", "--json").stdout)
+    assert [(m["email"], m["role"]) for m in shown["members"]] == [("boss@roles.test", "owner"),
+                                                                    ("dev@roles.test", "member")]
+    key = json.loads(gateway.cli("keys", "create", "dev@roles.test", "--group", "multi-vendor", "--json").stdout)
+    assert key["account"] == "cli-org-roles"
+    out = json.loads(gateway.cli("orgs", "remove-member", "cli-org-roles", "dev@roles.test", "--json").stdout)
+    assert out["revoked_keys"] == [key["id"]]
+    listed = {o["name"]: o for o in json.loads(gateway.cli("orgs", "list", "--json").stdout)["orgs"]}
+    assert listed["cli-org-roles"]["members"] == 1
+    users = {u["email"]: u for u in json.loads(gateway.cli("users", "list", "--json").stdout)["users"]}
+    assert users["boss@roles.test"]["role"] == "owner" and users["dev@roles.test"]["org"] is None
+    assert "password" not in json.dumps(users)
+    log = gateway.cli("audit", "--limit", "20").stdout
+    assert "org.member.remove" in log and "cli-org-roles" in log
