@@ -98,6 +98,9 @@ def test_a_user_and_an_org_are_set_up_funded_and_used_through_the_admin_api_alon
     assert wallet == admin.get(f"/wallets/{org}")
     assert wallet == json.loads(gateway.cli("wallet", "show", org, "--json").stdout)
     assert Decimal(wallet["balance_usd"]) * NANO == 20 * NANO - haiku_cost(3000, 100) - haiku_cost(500, 50)
+    daily = admin.get("/usage/daily", account=org, days=1)["data"]
+    assert [(d["model"], d["requests"], d["output_tokens"]) for d in daily] == [("claude-haiku-4-5", 2, 150)]
+    assert Decimal(daily[0]["cost_usd"]) == Decimal(org_usage["total_usd"])
     records = admin.get("/usage/records", account=org, since="1d")
     assert {r["request_id"] for r in records["data"]} == set(rids[1:])
 

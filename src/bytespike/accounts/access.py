@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bytespike.accounts.errors import Actor, Forbidden, NotFound
+from bytespike.accounts.errors import Actor, Forbidden, Invalid, NotFound
 from bytespike.store import people
 
 
@@ -52,7 +52,7 @@ async def scope(conn: AsyncConnection, actor: Actor, name: str | None, *, manage
     """
     if actor.is_operator:
         if not name:
-            raise NotFound("name the account: an email or an organization")
+            raise Invalid("account", "name the account: an email or an organization")
         return Scope(await wallet_named(conn, name), None, None)
     assert actor.user_id is not None
     me = await people.user_by_id(conn, actor.user_id)

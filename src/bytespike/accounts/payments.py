@@ -15,7 +15,6 @@ import time
 from typing import Any
 
 import orjson
-import stripe
 
 from bytespike.accounts import access
 from bytespike.accounts.audit import record
@@ -44,6 +43,9 @@ def _url(value: Any, field: str) -> str:
 
 class CardPayments:
     def __init__(self, db: Database, config: StripeConfig) -> None:
+        import stripe  # only when card payments are configured: the library is slow to import
+
+        self._stripe = stripe
         self.db = db
         self.config = config
         base = {"api": config.api_base} if config.api_base else None
@@ -74,7 +76,7 @@ class CardPayments:
         }
         try:
             session = await asyncio.to_thread(self._client.v1.checkout.sessions.create, params)  # type: ignore[arg-type]
-        except stripe.StripeError as exc:  # its details stay in the log: they may name keys or settings
+        except self._stripe.StripeError as exc:  # its details stay in the log: they may name keys or settings
             log.warning("Stripe refused a checkout session: %s", exc)
             raise Unavailable(f"the payment provider could not start the checkout (HTTP {exc.http_status or '-'}); "
                               "try again later") from None
@@ -92,9 +94,9 @@ class CardPayments:
     async def webhook(self, payload: bytes, signature: str | None) -> dict[str, Any]:
         """Verify and apply one Stripe event; ``Invalid`` (400) for a bad signature or body."""
         try:
-            stripe.WebhookSignature.verify_header(payload, signature or "", self.config.webhook_secret,
+            self._stripe.WebhookSignature.verify_header(payload, signature or "", self.config.webhook_secret,
                                                   _TOLERANCE_SECONDS)
-        except stripe.SignatureVerificationError:
+        except self._stripe.SignatureVerificationError:
             raise Invalid("stripe-signature", "the webhook signature does not verify") from None
         try:
             event = orjson.loads(payload)

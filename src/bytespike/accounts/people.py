@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import re
 import time
@@ -19,7 +20,12 @@ LOGIN_FAILURES_ALLOWED = 10
 """Wrong passwords allowed per email and client address in ``LOGIN_WINDOW_SECONDS``; then refused."""
 LOGIN_WINDOW_SECONDS = 60
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+")
-_DUMMY = passwords.hash_password("not a password anyone has")  # equal work for unknown emails
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to verify against for unknown emails, so they take as long as known ones."""
+    return passwords.hash_password("not a password anyone has")
 
 
 def normal_email(email: Any) -> str:
@@ -99,7 +105,7 @@ class People:
         if len(failures) >= LOGIN_FAILURES_ALLOWED:
             wait = failures[-LOGIN_FAILURES_ALLOWED] + LOGIN_WINDOW_SECONDS - now
             raise Throttled("too many failed sign-ins; try again later", max(1, math.ceil(wait)))
-        stored = u.password_hash if u is not None and u.password_hash else _DUMMY
+        stored = u.password_hash if u is not None and u.password_hash else _dummy_hash()
         ok = isinstance(password, str) and len(password) <= passwords.MAX_LENGTH and \
             await asyncio.to_thread(passwords.verify_password, password, stored)
         if not ok or u is None or not u.password_hash:

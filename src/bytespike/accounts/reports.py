@@ -77,6 +77,18 @@ class UsageReports:
         return {"account": sc.wallet.name, "since": since, "models": models, "total_usd": money.format_usd(total),
                 "requests": sum(r["requests"] for r in rows), "keys": keys, "sessions": sessions}
 
+    async def daily(self, actor: Actor, account: str | None, days: int = 7,
+                    member: str | None = None) -> list[dict[str, Any]]:
+        """Spend per UTC day and model over the last ``days`` days (today included), for charts."""
+        if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 366:
+            raise Invalid("days", "expected a whole number from 1 to 366")
+        sc, user_id = await self._scope(actor, account, member)
+        start = (int(time.time()) // 86400 - (days - 1)) * 86400
+        rows = await self.accounts.usage_daily(sc.wallet.id, start, user_id)
+        return [{**{k: v for k, v in r.items() if k not in ("cost", "day")},
+                 "day": time.strftime("%Y-%m-%d", time.gmtime(r["day"] * 86400)),
+                 "cost_usd": money.format_usd(r["cost"])} for r in rows]
+
     async def records(self, actor: Actor, account: str | None, since: str = "7d", member: str | None = None,
                       limit: int = pages.DEFAULT_LIMIT, cursor: str | None = None) -> pages.Page:
         """Single requests, newest first: status, tokens, cost."""

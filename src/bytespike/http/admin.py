@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
+from sqlalchemy.exc import IntegrityError
 
 from bytespike.accounts import errors as e
 from bytespike.errors import GatewayError
@@ -180,6 +181,11 @@ async def _usage(c: Call) -> Any:
     return await c.state.services.usage.summary(ACTOR, q["account"], q.get("since") or "1d", q.get("member"))
 
 
+async def _usage_daily(c: Call) -> Any:
+    q = c.query
+    return {"data": await c.state.services.usage.daily(ACTOR, q["account"], q.get("days") or 7, q.get("member"))}
+
+
 async def _usage_records(c: Call) -> Any:
     q = c.query
     return _page(await c.state.services.usage.records(ACTOR, q["account"], q.get("since") or "7d", q.get("member"),
@@ -250,6 +256,9 @@ OPS: list[Op] = [
        _codes_list, query=PAGE_QUERY),
     Op("GET", "/usage", "getUsage", "Spend per model and each key's windows", "Usage", _usage,
        query={**_ACCOUNT_Q, **_SINCE_Q}),
+    Op("GET", "/usage/daily", "getDailyUsage", "Spend per UTC day and model", "DailyUsage", _usage_daily,
+       query={**_ACCOUNT_Q, "days": ({"type": "integer", "minimum": 1, "maximum": 366}, False),
+              "member": ({"type": "string", "maxLength": 320}, False)}),
     Op("GET", "/usage/records", "listUsageRecords", "Single requests, newest first", "UsageRecordPage",
        _usage_records, query={**_ACCOUNT_Q, **_SINCE_Q, **PAGE_QUERY}),
     Op("GET", "/providers", "listProviders", "Each deployment's health and breaker", "Deployments", _providers),
@@ -333,6 +342,9 @@ async def _serve(state: State, scope: Scope, receive: Receive) -> tuple[int, Any
         raise GatewayError("not_found_error", str(exc)) from None
     except e.Unavailable as exc:
         raise GatewayError("api_error", str(exc), status=502) from None
+    except IntegrityError:  # two requests racing to create the same thing: the database kept one
+        raise GatewayError("invalid_request_error", "this conflicts with a record made at the same moment; "
+                                                    "read it back and retry if needed", status=409) from None
     except ValueError as exc:  # the store's own checks (an email it refuses, a cursor it did not make)
         raise GatewayError("invalid_request_error", str(exc)) from None
 

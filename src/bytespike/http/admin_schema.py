@@ -78,6 +78,9 @@ SCHEMAS: dict[str, Any] = {
                   "keys": {"type": "array", "items": obj({
                       "id": S, "name": S, "group": S, "max_concurrency": opt(I),
                       "windows": {"type": "array", "items": ref("Window")}})}}),
+    "DailyUsage": obj({"data": {"type": "array", "items": obj({
+        "day": S, "model": S, "requests": I, "input_tokens": I, "output_tokens": I, "cache_read_tokens": I,
+        "cache_write_tokens": I, "cost_usd": USD})}}),
     "UsageRecord": obj({"request_id": S, "created_at": N, "key_id": opt(S), "model_asked": S, "status": S,
                         "http_status": I, "input_tokens": I, "output_tokens": I, "cache_read_tokens": I,
                         "cache_write_5m_tokens": I, "cache_write_1h_tokens": I, "cost_usd": USD},

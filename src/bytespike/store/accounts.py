@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, case, func, insert, or_, select, update
+from sqlalchemy import Integer, and_, case, cast, func, insert, or_, select, update
 
 from bytespike.store import ledger as books
 from bytespike.store import pages
@@ -85,6 +85,24 @@ class Accounts:
                 .order_by(u.model_asked)
             )).all()
         return [{"model": r[0], "requests": int(r[1]), "failed": int(r[2] or 0), "input_tokens": int(r[3] or 0),
+                 "output_tokens": int(r[4] or 0), "cache_read_tokens": int(r[5] or 0),
+                 "cache_write_tokens": int(r[6] or 0), "cost": int(r[7] or 0)} for r in rows]
+
+    async def usage_daily(self, account_id: str, since: float, user_id: str | None = None) -> list[dict]:
+        """Per UTC day and model since ``since`` (for charts); with ``user_id``, that person's keys only."""
+        u = usage_records.c
+        mine = [u.key_id.in_(select(api_keys.c.id).where(api_keys.c.user_id == user_id))] if user_id else []
+        async with self.db.read() as conn:
+            day = (cast(u.created_at / 86400, Integer) if conn.dialect.name == "sqlite"
+                   else cast(func.floor(u.created_at / 86400), Integer)).label("day")
+            rows = (await conn.execute(
+                select(day, u.model_asked, func.count(), func.sum(u.input_tokens), func.sum(u.output_tokens),
+                       func.sum(u.cache_read_tokens), func.sum(u.cache_write_5m_tokens + u.cache_write_1h_tokens),
+                       func.sum(u.cost))
+                .where(u.account_id == account_id, u.created_at >= since, *mine)
+                .group_by(day, u.model_asked).order_by(day, u.model_asked)
+            )).all()
+        return [{"day": int(r[0]), "model": r[1], "requests": int(r[2]), "input_tokens": int(r[3] or 0),
                  "output_tokens": int(r[4] or 0), "cache_read_tokens": int(r[5] or 0),
                  "cache_write_tokens": int(r[6] or 0), "cost": int(r[7] or 0)} for r in rows]
 
