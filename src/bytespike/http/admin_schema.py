@@ -77,7 +77,10 @@ SCHEMAS: dict[str, Any] = {
                       "cache_read_tokens": I, "cache_write_tokens": I, "cost_usd": USD})},
                   "keys": {"type": "array", "items": obj({
                       "id": S, "name": S, "group": S, "max_concurrency": opt(I),
-                      "windows": {"type": "array", "items": ref("Window")}})}}),
+                      "windows": {"type": "array", "items": ref("Window")}})}},
+                 {"sessions": {"type": "array", "items": obj({
+                     "session_id": S, "requests": I, "agents": I, "input_tokens": I, "output_tokens": I,
+                     "cache_read_tokens": I, "cost_usd": USD, "first_at": N, "last_at": N})}}),
     "DailyUsage": obj({"data": {"type": "array", "items": obj({
         "day": S, "model": S, "requests": I, "input_tokens": I, "output_tokens": I, "cache_read_tokens": I,
         "cache_write_tokens": I, "cost_usd": USD})}}),
