@@ -148,3 +148,35 @@ def test_a_person_creating_an_org_owns_it_and_spends_from_its_wallet(services: S
     with pytest.raises(Forbidden):
         run(services.wallets.topup(me, None, "5"))
     assert run(services.keys.create(me, None))["group"] == "multi-vendor"
+
+
+def test_with_sign_up_closed_only_an_invitation_lets_a_newcomer_in(tmp_path: Path) -> None:
+    from bytespike import config
+
+    url = f"sqlite:///{tmp_path / 'closed.db'}"
+    asyncio.run(upgrade(url))
+    text = BUILTIN.read_text().replace("accounts:\n", "accounts:\n  signup: closed\n", 1)
+    settings = dataclasses.replace(config.parse(text, "closed.yaml", {}), database_url=url)
+    assert settings.signup == "closed"
+
+    async def scenario() -> None:
+        db = Database(url)
+        s = Services(db, settings)
+        try:
+            with pytest.raises(Forbidden, match="closed"):
+                await s.people.sign_up("walk-in@example.com", "a good passphrase")
+            op = Actor.operator("test")
+            await s.orgs.create(op, "closed-org")
+            inv = await s.orgs.invite(op, "closed-org", email="invited@example.com")
+            with pytest.raises(Forbidden):
+                await s.people.sign_up("someone-else@example.com", "a good passphrase", invite=inv["token"])
+            user = await s.people.sign_up("invited@example.com", "a good passphrase", invite=inv["token"])
+            joined = await s.orgs.accept(Actor.person(user["id"], user["email"]), inv["token"])
+            assert joined["org"] == "closed-org" and joined["role"] == "member"
+            assert (await s.people.create(op, "made-by-operator@example.com"))["email"].startswith("made")
+        finally:
+            await db.close()
+
+    asyncio.run(scenario())
+    with pytest.raises(config.ConfigError, match="signup"):
+        config.parse(BUILTIN.read_text().replace("accounts:\n", "accounts:\n  signup: maybe\n", 1), "x.yaml", {})

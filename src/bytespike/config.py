@@ -128,6 +128,7 @@ class Settings:
     stream_keepalive: float = 10.0
     tiers: dict[str, TierConfig] = field(default_factory=dict)
     stripe: StripeConfig | None = None
+    signup: str = "open"  # closed: people are made by operators or join through an org invitation
 
     def tier(self, kind: str) -> TierConfig:
         """The policy of an account kind (``user`` accounts are the ``personal`` tier)."""
@@ -378,6 +379,12 @@ def _settings(root: _Node) -> Settings:
             log_prompts = lg["prompts"].boolean()
     db = top["database_url"].string() if "database_url" in top else "sqlite:///./bytespike.db"
     tiers = _tiers(top["accounts"], groups) if "accounts" in top else default_tiers(groups)
+    signup = "open"
+    if "accounts" in top and "signup" in top["accounts"].mapping():
+        sn = top["accounts"].mapping()["signup"]
+        signup = str(sn.string())
+        if signup not in ("open", "closed"):
+            raise sn.fail(f"expected open or closed, got {signup!r}")
     stripe = _payments(top["payments"]) if "payments" in top else None
     return Settings(
         source=root.source,
@@ -398,6 +405,7 @@ def _settings(root: _Node) -> Settings:
         stream_keepalive=keepalive,
         tiers=tiers,
         stripe=stripe,
+        signup=signup,
     )
 
 
@@ -427,11 +435,13 @@ def default_tiers(groups: dict[str, GroupConfig]) -> dict[str, TierConfig]:
 
 
 def _tiers(n: _Node, groups: dict[str, GroupConfig]) -> dict[str, TierConfig]:
-    """``accounts: {personal: {groups: [...], default_group: G}, org: {...}}``."""
+    """``accounts: {signup: open|closed, personal: {groups: [...], default_group: G}, org: {...}}``."""
     f = n.mapping()
-    _unknown(n, f, ("personal", "org"))
+    _unknown(n, f, ("personal", "org", "signup"))
     out = default_tiers(groups)
     for name, tn in f.items():
+        if name == "signup":
+            continue
         t = tn.mapping()
         _unknown(tn, t, ("groups", "default_group"))
         names = tuple(str(g.string()) for g in t["groups"].sequence()) if "groups" in t else out[name].groups

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import time
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 from bytespike.accounts import access
 from bytespike.accounts.audit import record
 from bytespike.accounts.errors import Actor, Conflict, Forbidden, Invalid, NotFound
-from bytespike.accounts.people import normal_email
+from bytespike.accounts.people import invite_token_hash, normal_email
 from bytespike.billing import limits as lim
 from bytespike.store import pages, people
 from bytespike.store.accounts import Accounts, insert_org, insert_user, new_id
@@ -21,8 +20,7 @@ INVITE_PREFIX = "inv_"
 DEFAULT_INVITE_LIFETIME = "7d"
 
 
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.strip().encode()).hexdigest()
+_token_hash = invite_token_hash
 
 
 def _org_name(name: Any) -> str:

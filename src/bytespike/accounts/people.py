@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import math
 import re
 import time
@@ -40,9 +41,15 @@ def public_user(row: Any, org: str | None = None, role: str | None = None) -> di
             "has_password": bool(row.password_hash), "created_at": row.created_at}
 
 
+def invite_token_hash(token: str) -> str:
+    return hashlib.sha256(token.strip().encode()).hexdigest()
+
+
 class People:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, signup_open: bool = True) -> None:
+        """``signup_open`` False: only operators make people, or an org invitation lets one sign up."""
         self.db = db
+        self.signup_open = signup_open
 
     async def create(self, actor: Actor, email: Any, password: str | None = None, org: str | None = None) -> dict:
         """A person with their own wallet, or (``org``) a member of that organization's."""
@@ -50,11 +57,22 @@ class People:
             raise Forbidden("only operators create people; sign up instead")
         return await self._create(actor, email, password, org)
 
-    async def sign_up(self, email: Any, password: Any, *, via: str = "console") -> dict:
-        """Self-service sign-up: a password is required."""
+    async def sign_up(self, email: Any, password: Any, *, invite: str | None = None, via: str = "console") -> dict:
+        """Self-service sign-up: a password is required; with sign-up closed, so is a valid
+        invitation for this email (``Orgs.accept`` then makes the person a member)."""
         if not password:
             raise Invalid("password", "a password is required")
+        if not self.signup_open and not await self._invited(email, invite):
+            raise Forbidden("sign-up is closed: ask an operator, or an organization owner for an invitation")
         return await self._create(Actor.operator(f"signup:{via}"), email, password, None)
+
+    async def _invited(self, email: Any, invite: str | None) -> bool:
+        if not isinstance(invite, str) or not isinstance(email, str) or len(invite) > 100:
+            return False
+        async with self.db.read() as conn:
+            inv = await people.invite_by_hash(conn, invite_token_hash(invite))
+        return inv is not None and inv.accepted_at is None and inv.expires_at > time.time() and \
+            (inv.email is None or inv.email == email.strip().lower())
 
     async def _create(self, actor: Actor, email: Any, password: Any, org: Any) -> dict:
         email = normal_email(email)

@@ -28,7 +28,7 @@ class Services:
         live = billing.wallet if billing is not None else None
         self.billing = billing or Billing(db, Catalogue(settings), settings.default_limits)
         self.audit = AuditLog(db)
-        self.people = People(db)
+        self.people = People(db, signup_open=settings.signup == "open")
         self.orgs = Orgs(db, self.store)
         self.wallets = Wallets(db, self.store, live)
         self.keys = Keyring(db, self.store, settings)
