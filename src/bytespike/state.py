@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bytespike.accounts.device import DeviceSignIn, SignInPolicy
 from bytespike.accounts.keys import KeyLookup
@@ -14,6 +15,9 @@ from bytespike.providers.client import Upstreams
 from bytespike.store.accounts import Accounts
 from bytespike.store.db import Database
 from bytespike.telemetry.metrics import Telemetry
+
+if TYPE_CHECKING:
+    from bytespike.tasks.service import Tasks
 
 
 @dataclass
@@ -29,6 +33,7 @@ class State:
     telemetry: Telemetry
     sign_in: DeviceSignIn
     demo: bool = False
+    tasks: Tasks = None  # type: ignore[assignment]  # set by build(): it needs the state itself
 
     @classmethod
     def build(cls, settings: Settings, *, demo: bool = False, local: bool = False) -> State:
@@ -37,7 +42,9 @@ class State:
         accounts = Accounts(db)
         catalogue = Catalogue(settings)
         router = Router(settings)
-        return cls(
+        from bytespike.tasks.service import Tasks
+
+        state = cls(
             settings=settings,
             catalogue=catalogue,
             db=db,
@@ -50,6 +57,8 @@ class State:
             sign_in=DeviceSignIn(accounts, SignInPolicy(group=settings.sign_in_group)),
             demo=demo,
         )
+        state.tasks = Tasks(state)
+        return state
 
     async def close(self) -> None:
         await self.billing.stop()

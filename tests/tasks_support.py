@@ -1,0 +1,77 @@
+"""Helpers for the task tests: a gateway whose workers poll quickly, submitting and waiting."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from conftest import Gateway
+from conftest import test_config as gateway_config
+
+V = {"anthropic-version": "2023-06-01"}
+FINAL = ("succeeded", "failed", "canceled", "expired")
+
+FAST_TASKS = {
+    "poll_seconds": 0.1,
+    "lease_seconds": 2,
+    "backoff_seconds": 0.2,
+    "backoff_max_seconds": 2,
+    "admission_wait_seconds": 0.3,
+    "max_running": 10,
+    "max_running_per_account": 4,
+    "allow_private_webhooks": True,
+}
+
+
+def task_gateway(fake_url: str, workdir: Path, tasks: dict[str, Any] | None = None,
+                 env: dict[str, str] | None = None) -> Gateway:
+    cfg = gateway_config(fake_url, workdir / "bytespike.db")
+    cfg["tasks"] = {**FAST_TASKS, **(tasks or {})}
+    return Gateway(workdir, cfg, env=env)
+
+
+def haiku(text: str = "hi", max_tokens: int = 64) -> dict[str, Any]:
+    return {"model": "claude-haiku-4-5", "max_tokens": max_tokens, "messages": [{"role": "user", "content": text}]}
+
+
+def submit(gw: Gateway, key: str, request: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    headers = {"x-api-key": key, **fields.pop("headers", {})}
+    r = httpx.post(gw.url + "/v1/tasks", headers=headers, json={"request": request, **fields}, timeout=30)
+    assert r.status_code == 202, r.text
+    return r.json()
+
+
+def get(gw: Gateway, key: str, task_id: str) -> dict[str, Any]:
+    r = httpx.get(f"{gw.url}/v1/tasks/{task_id}", headers={"x-api-key": key}, timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def wait_for(gw: Gateway, key: str, task_id: str, statuses: tuple[str, ...] = FINAL,
+             timeout: float = 30) -> dict[str, Any]:
+    deadline = time.time() + timeout
+    while True:
+        t = get(gw, key, task_id)
+        if t["status"] in statuses:
+            return t
+        assert time.time() < deadline, f"task still {t['status']}: {t}"
+        time.sleep(0.05)
+
+
+def statuses(gw: Gateway, account_id: str) -> dict[str, int]:
+    return dict(gw.query("SELECT status, COUNT(*) FROM tasks WHERE account_id = ? GROUP BY status", account_id))
+
+
+def books_match(gw: Gateway, account_id: str) -> None:
+    """The ledger's charges are the usage records' costs, one charge per billed request."""
+    charges = gw.query("SELECT request_id, -amount FROM ledger WHERE account_id = ? AND kind = 'charge' "
+                       "ORDER BY request_id", account_id)
+    billed = gw.query("SELECT request_id, cost FROM usage_records WHERE account_id = ? AND cost > 0 "
+                      "ORDER BY request_id", account_id)
+    assert charges == billed
+    total = gw.query("SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE account_id = ?", account_id)[0][0]
+    last = gw.query("SELECT balance_after FROM ledger WHERE account_id = ? ORDER BY id DESC LIMIT 1", account_id)[0][0]
+    assert total == last
