@@ -57,6 +57,7 @@ class TaskRun:
 @dataclass
 class _Active:
     token: str
+    row: store.TaskRow
     task: asyncio.Task[None] | None = None
     canceled: bool = False  # canceled by its owner: the row says so already
     lost: bool = False  # the lease is no longer ours
@@ -84,6 +85,8 @@ class Worker:
         # so an empty wallet costs one refused request per wait, not one per queued task.
         self._blocked_accounts: dict[str, float] = {}
         self._blocked_keys: dict[str, float] = {}
+        # Accounts and keys admission refused last time: one task probes, the rest wait for it.
+        self._probing: set[str] = set()
 
     # ------------------------------------------------------------ loops
 
@@ -155,9 +158,18 @@ class Worker:
             rows = await store.claim(conn, now, limit=room, lease_seconds=self.cfg.lease_seconds,
                                      total_cap=self.cfg.max_running, per_account=self.cfg.max_running_per_account,
                                      skip_accounts=list(self._blocked_accounts), skip_keys=list(self._blocked_keys))
+        probes = {p for p in self._probing
+                  if any(_owner(r) == p or r.key_id == p for r in (a.row for a in self._active.values()))}
         for row in rows:
             assert row.lease_token is not None
-            a = self._active[row.id] = _Active(row.lease_token)
+            probe = next((p for p in (_owner(row), row.key_id) if p in self._probing), None)
+            if probe is not None and probe in probes:
+                await self._write(store.requeue, row.id, row.lease_token, now + self.cfg.admission_wait_seconds,
+                                  counted=False)
+                continue
+            if probe is not None:
+                probes.add(probe)
+            a = self._active[row.id] = _Active(row.lease_token, row)
             a.task = asyncio.create_task(self._run(row, a))
 
     async def _renewals(self) -> None:
@@ -229,6 +241,7 @@ class Worker:
                 await self._write(store.requeue, row.id, a.token, time.time(), counted=False)
                 return
         if a.stored:
+            self._admitted(row)
             call = run.call
             await self._finish(row, a, "succeeded", cost=call.charge if call else 0,
                                usage=orjson.dumps(call.usage).decode() if call and call.usage else None)
@@ -238,6 +251,10 @@ class Worker:
                 endpoint.protocol, "timeout_error", "the task's deadline passed before its answer arrived"))
             return
         await self._failed_attempt(row, a, cap, run.call)
+
+    def _admitted(self, row: store.TaskRow) -> None:
+        self._probing.discard(_owner(row))
+        self._probing.discard(row.key_id)
 
     async def _finish_answered(self, row: store.TaskRow, a: _Active) -> None:
         """Answered before its process died: finish from the stored answer, as it was billed."""
@@ -256,12 +273,16 @@ class Worker:
         body = bytes(cap.body).decode("utf-8", "replace") or None
         retry_after = _seconds(cap.headers.get("retry-after"))
         upstream_tried = call is not None and call.attempts > 0
+        if upstream_tried:
+            self._admitted(row)
         if status in ADMISSION and not upstream_tried:
             wait = retry_after if retry_after is not None else self.cfg.admission_wait_seconds
             if status == 402:
                 self._blocked_accounts[row.account_id] = time.monotonic() + wait
+                self._probing.add(_owner(row))
             else:
                 self._blocked_keys[row.key_id] = time.monotonic() + wait
+                self._probing.add(row.key_id)
             if now + wait >= row.deadline_at:
                 await self._finish(row, a, "expired", http_status=status, error=body)
             else:
@@ -317,6 +338,10 @@ class Worker:
             a.stored = True
 
         return send
+
+
+def _owner(row: store.TaskRow) -> str:
+    return "account:" + row.account_id
 
 
 def _receive(body: bytes) -> Receive:
