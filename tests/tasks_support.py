@@ -75,3 +75,62 @@ def books_match(gw: Gateway, account_id: str) -> None:
     total = gw.query("SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE account_id = ?", account_id)[0][0]
     last = gw.query("SELECT balance_after FROM ledger WHERE account_id = ? ORDER BY id DESC LIMIT 1", account_id)[0][0]
     assert total == last
+
+
+class WebhookReceiver:
+    """A webhook endpoint on loopback: answers each delivery with the next scripted status (then
+    200) and keeps what it got."""
+
+    def __init__(self, statuses: list[int] | None = None) -> None:
+        import threading
+
+        from fakeupstream import _free_port
+
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}/hook"
+        self.statuses = list(statuses or [])
+        self.got: list[tuple[dict[str, str], bytes, float]] = []
+        self._lock = threading.Lock()
+        self._server: Any = None
+        self._thread: Any = None
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            msg = await receive()
+            body += msg.get("body", b"")
+            if not msg.get("more_body"):
+                break
+        with self._lock:
+            self.got.append(({k.decode(): v.decode() for k, v in scope["headers"]}, body, time.time()))
+            status = self.statuses.pop(0) if self.statuses else 200
+        await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"ok" if status == 200 else b"no"})
+
+    def start(self) -> WebhookReceiver:
+        import threading
+
+        import uvicorn
+
+        self._server = uvicorn.Server(uvicorn.Config(self, host="127.0.0.1", port=self.port, log_level="critical",
+                                                     lifespan="off", loop="asyncio", http="h11"))
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.time() + 10
+        while not self._server.started:
+            assert time.time() < deadline, "webhook receiver did not start"
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=5)
+
+    def wait(self, n: int, timeout: float = 20) -> list[tuple[dict[str, str], bytes, float]]:
+        deadline = time.time() + timeout
+        while len(self.got) < n:
+            assert time.time() < deadline, f"{len(self.got)} of {n} deliveries arrived"
+            time.sleep(0.05)
+        return list(self.got)

@@ -57,7 +57,7 @@ class State:
             sign_in=DeviceSignIn(accounts, SignInPolicy(group=settings.sign_in_group)),
             demo=demo,
         )
-        state.tasks = Tasks(state)
+        state.tasks = Tasks(db, settings.tasks, state)
         return state
 
     async def close(self) -> None:

@@ -20,6 +20,7 @@ from bytespike.errors import GatewayError, bad_request
 from bytespike.gateway import pipeline
 from bytespike.store import tasks as store
 from bytespike.store.accounts import KeyRecord
+from bytespike.store.db import Database
 from bytespike.tasks import routes
 from bytespike.tasks.webhooks import Deliverer, check_target
 
@@ -72,13 +73,20 @@ def view(row: store.TaskRow, deliveries: list[dict[str, Any]] | None = None) -> 
 class Tasks:
     """The task service: one per gateway process (and one without workers for the CLI)."""
 
-    def __init__(self, state: State) -> None:
-        self.state = state
-        self.db = state.db
-        self.cfg: TasksConfig = state.settings.tasks
+    def __init__(self, db: Database, cfg: TasksConfig, state: State | None = None) -> None:
+        """``state``: the gateway's, to submit and run tasks; without it (the CLI) only reading,
+        cancelling and purging work."""
+        self.db = db
+        self.cfg = cfg
+        self._state = state
         self.worker: Worker | None = None
         self.deliverer: Deliverer | None = None
         self._loops: list[asyncio.Task[None]] = []
+
+    @property
+    def state(self) -> State:
+        assert self._state is not None, "this task service has no gateway state"
+        return self._state
 
     # ------------------------------------------------------------ lifecycle
 

@@ -146,7 +146,7 @@ class Deliverer:
 
     async def _deliver(self, row: store.TaskRow) -> None:
         assert row.webhook_url is not None
-        attempt = row.webhook_attempts + 1
+        attempt = row.webhook_attempts  # counted when it was taken
         started = time.time()
         status: int | None = None
         error: str | None = None
