@@ -134,3 +134,110 @@ class WebhookReceiver:
             assert time.time() < deadline, f"{len(self.got)} of {n} deliveries arrived"
             time.sleep(0.05)
         return list(self.got)
+
+
+class CountingUpstream:
+    """An Anthropic Messages upstream that knows each request's job (the user text) and counts, per
+    job, the answers it completed and the requests abandoned by a gateway that died. While ``hold``
+    is set it answers nothing (requests wait until their connection drops); ``delay`` slows every
+    answer. Tracks requests in flight per tag (the text before the first space)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        from fakeupstream import _free_port
+
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.hold = threading.Event()
+        self.answer_first = 0  # while holding, still answer this many
+        self.delay = 0.0
+        self.completed: dict[str, int] = {}
+        self.abandoned: dict[str, int] = {}
+        self.inflight: dict[str, int] = {}
+        self.peak: dict[str, int] = {}
+        self.peak_total = 0
+        self._lock = threading.Lock()
+        self._server: Any = None
+        self._thread: Any = None
+
+    def held(self) -> int:
+        with self._lock:
+            return sum(self.inflight.values())
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        import asyncio
+
+        import orjson
+
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            msg = await receive()
+            body += msg.get("body", b"")
+            if not msg.get("more_body"):
+                break
+        job = orjson.loads(body)["messages"][0]["content"]
+        tag = job.split(" ", 1)[0]
+        with self._lock:
+            self.inflight[tag] = self.inflight.get(tag, 0) + 1
+            self.peak[tag] = max(self.peak.get(tag, 0), self.inflight[tag])
+            self.peak_total = max(self.peak_total, sum(self.inflight.values()))
+            wait = self.hold.is_set() and self.answer_first <= 0
+            if self.hold.is_set() and not wait:
+                self.answer_first -= 1
+        try:
+            if wait:  # until the hold is lifted, or the connection drops
+                gone = asyncio.ensure_future(receive())
+                while self.hold.is_set():
+                    done, _ = await asyncio.wait({gone}, timeout=0.05)
+                    if done:
+                        with self._lock:
+                            self.abandoned[job] = self.abandoned.get(job, 0) + 1
+                        return
+                gone.cancel()
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            out = orjson.dumps({"id": "msg_" + str(abs(hash(job))), "type": "message", "role": "assistant",
+                                "model": "claude-haiku-4-5", "content": [{"type": "text", "text": "done " + job}],
+                                "stop_reason": "end_turn", "stop_sequence": None,
+                                "usage": {"input_tokens": 100, "output_tokens": 50}})
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": out})
+            with self._lock:
+                self.completed[job] = self.completed.get(job, 0) + 1
+        finally:
+            with self._lock:
+                self.inflight[tag] -= 1
+
+    def start(self) -> CountingUpstream:
+        import threading
+
+        import uvicorn
+
+        self._server = uvicorn.Server(uvicorn.Config(self, host="127.0.0.1", port=self.port, log_level="critical",
+                                                     lifespan="off", loop="asyncio", http="h11",
+                                                     timeout_keep_alive=60))
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.time() + 10
+        while not self._server.started:
+            assert time.time() < deadline, "counting upstream did not start"
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=5)
+
+
+def submit_many(gw: Gateway, key: str, jobs: list[str], **fields: Any) -> list[str]:
+    ids = []
+    with httpx.Client(base_url=gw.url, headers={"x-api-key": key}, timeout=30) as client:
+        for job in jobs:
+            r = client.post("/v1/tasks", json={"request": haiku(job), **fields})
+            assert r.status_code == 202, r.text
+            ids.append(r.json()["id"])
+    return ids

@@ -320,7 +320,7 @@ async def read_webhook_secret(conn: AsyncConnection, account_id: str) -> str | N
     return str(row[0]) if row is not None else None
 
 
-async def key_by_id(conn: AsyncConnection, key_id: str) -> KeyRecord | None:
-    """The key a task was submitted with, read again when it runs (it may have been revoked since)."""
-    r = (await conn.execute(select(api_keys).where(api_keys.c.id == key_id))).first()
-    return key_from_row(r) if r is not None else None
+async def keys_by_id(conn: AsyncConnection, key_ids: Sequence[str]) -> dict[str, KeyRecord]:
+    """The keys tasks were submitted with, read again when they run (one may have been revoked since)."""
+    rows = (await conn.execute(select(api_keys).where(api_keys.c.id.in_(list(set(key_ids)))))).all()
+    return {r.id: key_from_row(r) for r in rows}

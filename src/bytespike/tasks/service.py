@@ -82,6 +82,12 @@ class Tasks:
         self.worker: Worker | None = None
         self.deliverer: Deliverer | None = None
         self._loops: list[asyncio.Task[None]] = []
+        self._write_lock = asyncio.Lock() if db.sqlite else None
+
+    def write(self) -> Any:
+        """A write transaction. On SQLite this process's task writes queue here, one at a time,
+        rather than in SQLite's busy handler, whose sleeps grow long when many connections wait."""
+        return _Serialised(self.db, self._write_lock)
 
     @property
     def state(self) -> State:
@@ -181,7 +187,7 @@ class Tasks:
             "created_at": now, "not_before": now, "deadline_at": now + deadline, "webhook_attempts": 0,
         }
         try:
-            async with self.db.write() as conn:
+            async with self.write() as conn:
                 row = await store.insert_task(conn, values)
         except IntegrityError:  # the same Idempotency-Key, submitted at the same moment
             async with self.db.read() as conn:
@@ -222,7 +228,7 @@ class Tasks:
                 "first_id": rows[0].id if rows else None, "last_id": rows[-1].id if rows else None}
 
     async def cancel(self, account_id: str | None, task_id: str) -> dict[str, Any]:
-        async with self.db.write() as conn:
+        async with self.write() as conn:
             row = await store.cancel(conn, task_id, account_id, time.time())
         if row is None:
             raise GatewayError("not_found_error", f"no task {task_id!r}")
@@ -234,13 +240,39 @@ class Tasks:
 
     async def purge(self, older_than_days: float | None = None) -> int:
         days = self.cfg.retention_days if older_than_days is None else older_than_days
-        async with self.db.write() as conn:
+        async with self.write() as conn:
             return await store.purge(conn, time.time() - days * 86400)
 
     async def webhook_body(self, row: store.TaskRow) -> bytes:
         async with self.db.read() as conn:
             fresh = await store.get(conn, row.id) or row
         return orjson.dumps(view(fresh))
+
+
+class _Serialised:
+    __slots__ = ("_db", "_lock", "_tx")
+
+    def __init__(self, db: Database, lock: asyncio.Lock | None) -> None:
+        self._db, self._lock = db, lock
+        self._tx: Any = None
+
+    async def __aenter__(self) -> Any:
+        if self._lock is not None:
+            await self._lock.acquire()
+        try:
+            self._tx = self._db.write()
+            return await self._tx.__aenter__()
+        except BaseException:
+            if self._lock is not None:
+                self._lock.release()
+            raise
+
+    async def __aexit__(self, *exc: Any) -> bool:
+        try:
+            return bool(await self._tx.__aexit__(*exc))
+        finally:
+            if self._lock is not None:
+                self._lock.release()
 
 
 def _object(raw: bytes) -> dict[str, Any]:

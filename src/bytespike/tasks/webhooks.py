@@ -137,7 +137,7 @@ class Deliverer:
         if room <= 0:
             return
         now = time.time()
-        async with self.db.write() as conn:
+        async with self.tasks.write() as conn:
             due = await store.due_webhooks(conn, now, room, self.cfg.webhook_timeout_seconds * 3)
         for row in due:
             t = asyncio.create_task(self._deliver(row))
@@ -154,7 +154,7 @@ class Deliverer:
             async with self.db.read() as conn:
                 secret = await store.read_webhook_secret(conn, row.account_id)
             if secret is None:
-                async with self.db.write() as conn:
+                async with self.tasks.write() as conn:
                     secret = await store.webhook_secret(conn, row.account_id, started)
             body = await self.tasks.webhook_body(row)
             await check_target(row.webhook_url, self.cfg.allow_private_webhooks)
@@ -181,6 +181,6 @@ class Deliverer:
             state, next_at = "failed", None
         else:
             state, next_at = "pending", time.time() + retry_delay(attempt)
-        async with self.db.write() as conn:
+        async with self.tasks.write() as conn:
             await store.record_delivery(conn, row.id, attempt, started, status_code=status, error=error,
                                         duration_ms=(time.time() - started) * 1000, state=state, next_at=next_at)

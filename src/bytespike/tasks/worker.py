@@ -31,6 +31,7 @@ from bytespike.http.asgi import Receive, Scope, Send
 from bytespike.store import tasks as store
 from bytespike.store.accounts import KeyRecord
 from bytespike.tasks import routes
+from bytespike.tasks.writer import BatchWriter
 
 if TYPE_CHECKING:
     from bytespike.state import State
@@ -81,6 +82,7 @@ class Worker:
         self.db = state.db
         self.wake = asyncio.Event()
         self._active: dict[str, _Active] = {}
+        self._writer = BatchWriter(tasks.write)
         # Refused by admission until then (monotonic): their other tasks are not taken meanwhile,
         # so an empty wallet costs one refused request per wait, not one per queued task.
         self._blocked_accounts: dict[str, float] = {}
@@ -93,7 +95,7 @@ class Worker:
     async def recover(self, sole_owner: bool) -> None:
         if not sole_owner:
             return  # other processes' leases lapse on their own when they die
-        async with self.db.write() as conn:
+        async with self.tasks.write() as conn:
             n = await store.release_all_running(conn)
         if n:
             log.warning("%d task(s) were running when the gateway last stopped; they run again", n)
@@ -133,6 +135,7 @@ class Worker:
             a.task.cancel()
         if runs:
             await asyncio.wait([a.task for a in runs if a.task is not None], timeout=30)
+        await self._writer.close()
 
     def stop_task(self, task_id: str) -> None:
         """Its owner canceled it: stop the request (the pipeline settles it unbilled)."""
@@ -144,20 +147,20 @@ class Worker:
     async def _round(self) -> None:
         now = time.time()
         expired = _error_body("anthropic", "timeout_error", "the task's deadline passed before it could run")
-        async with self.db.write() as conn:
-            if await store.expire_overdue(conn, now, expired):
-                self.tasks.finished()
         room = self.cfg.max_running - len(self._active)
-        if room <= 0:
-            return
         mono = time.monotonic()
         for blocked in (self._blocked_accounts, self._blocked_keys):
             for k in [k for k, until in blocked.items() if until <= mono]:
                 del blocked[k]
-        async with self.db.write() as conn:
+        async with self.tasks.write() as conn:
+            if await store.expire_overdue(conn, now, expired):
+                self.tasks.finished()
+            if room <= 0:
+                return
             rows = await store.claim(conn, now, limit=room, lease_seconds=self.cfg.lease_seconds,
                                      total_cap=self.cfg.max_running, per_account=self.cfg.max_running_per_account,
                                      skip_accounts=list(self._blocked_accounts), skip_keys=list(self._blocked_keys))
+            keys = await store.keys_by_id(conn, [r.key_id for r in rows]) if rows else {}
         probes = {p for p in self._probing
                   if any(_owner(r) == p or r.key_id == p for r in (a.row for a in self._active.values()))}
         for row in rows:
@@ -170,7 +173,7 @@ class Worker:
             if probe is not None:
                 probes.add(probe)
             a = self._active[row.id] = _Active(row.lease_token, row)
-            a.task = asyncio.create_task(self._run(row, a))
+            a.task = asyncio.create_task(self._run(row, a, keys.get(row.key_id)))
 
     async def _renewals(self) -> None:
         while True:
@@ -179,7 +182,7 @@ class Worker:
             if not leases:
                 continue
             try:
-                async with self.db.write() as conn:
+                async with self.tasks.write() as conn:
                     lost = await store.renew(conn, leases, time.time() + self.cfg.lease_seconds)
             except (SQLAlchemyError, OSError):
                 log.exception("renewing task leases failed")
@@ -192,9 +195,9 @@ class Worker:
 
     # ------------------------------------------------------------ one run
 
-    async def _run(self, row: store.TaskRow, a: _Active) -> None:
+    async def _run(self, row: store.TaskRow, a: _Active, key: KeyRecord | None) -> None:
         try:
-            await self._execute(row, a)
+            await self._execute(row, a, key)
         except asyncio.CancelledError:
             if a.shutdown and not a.stored:
                 await self._write(store.requeue, row.id, a.token, time.time(), counted=False)
@@ -205,14 +208,13 @@ class Worker:
             self.wake.set()
 
     async def _write(self, fn: Any, *args: Any, **kw: Any) -> bool:
-        async with self.db.write() as conn:
-            return bool(await fn(conn, *args, **kw))
+        return bool(await self._writer.run(fn, *args, **kw))
 
     async def _finish(self, row: store.TaskRow, a: _Active, status: str, **values: Any) -> None:
         if await self._write(store.finish, row.id, a.token, status, time.time(), **values):
             self.tasks.finished()
 
-    async def _execute(self, row: store.TaskRow, a: _Active) -> None:
+    async def _execute(self, row: store.TaskRow, a: _Active, key: KeyRecord | None) -> None:
         endpoint = routes.ENDPOINTS[row.endpoint]
         if row.result is not None and row.request_id is not None:
             await self._finish_answered(row, a)
@@ -221,8 +223,6 @@ class Worker:
             await self._finish(row, a, "expired", error=_error_body(
                 endpoint.protocol, "timeout_error", "the task's deadline passed before it could finish"))
             return
-        async with self.db.read() as conn:
-            key = await store.key_by_id(conn, row.key_id)
         refusal = _key_refusal(key)
         if refusal is not None or key is None:
             await self._finish(row, a, "failed", http_status=401,
