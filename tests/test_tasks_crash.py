@@ -9,7 +9,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from conftest import Gateway
 from tasks_support import CountingUpstream, books_match, statuses, submit_many, task_gateway
 
 DONE_BEFORE = 20

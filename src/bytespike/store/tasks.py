@@ -76,9 +76,8 @@ def new_lease_token() -> str:
 
 async def insert_task(conn: AsyncConnection, values: dict[str, Any]) -> TaskRow:
     await conn.execute(insert(tasks).values(**values))
-    row = await get(conn, values["id"])
-    assert row is not None
-    return row
+    full: dict[str, Any] = {name: values.get(name) for name in TaskRow.__slots__}
+    return TaskRow(**full)
 
 
 async def by_idempotency_key(conn: AsyncConnection, account_id: str, key: str) -> TaskRow | None:

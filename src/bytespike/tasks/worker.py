@@ -83,6 +83,7 @@ class Worker:
         self.wake = asyncio.Event()
         self._active: dict[str, _Active] = {}
         self._writer = BatchWriter(tasks.write)
+        self._expired_at = 0.0  # when overdue queued tasks were last expired (monotonic)
         # Refused by admission until then (monotonic): their other tasks are not taken meanwhile,
         # so an empty wallet costs one refused request per wait, not one per queued task.
         self._blocked_accounts: dict[str, float] = {}
@@ -152,9 +153,14 @@ class Worker:
         for blocked in (self._blocked_accounts, self._blocked_keys):
             for k in [k for k, until in blocked.items() if until <= mono]:
                 del blocked[k]
+        expire = time.monotonic() - self._expired_at >= self.cfg.poll_seconds
+        if room <= 0 and not expire:
+            return
         async with self.tasks.write() as conn:
-            if await store.expire_overdue(conn, now, expired):
-                self.tasks.finished()
+            if expire:
+                self._expired_at = time.monotonic()
+                if await store.expire_overdue(conn, now, expired):
+                    self.tasks.finished()
             if room <= 0:
                 return
             rows = await store.claim(conn, now, limit=room, lease_seconds=self.cfg.lease_seconds,
