@@ -126,3 +126,24 @@ def strict(fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iter
     g = task_gateway(fake.url, tmp_path_factory.mktemp("strict"), tasks={"allow_private_webhooks": False}).start()
     yield g
     g.stop()
+
+
+def test_a_webhook_that_keeps_failing_is_retried_until_the_retry_period_ends_then_marked_failed(
+        fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> None:
+    g = task_gateway(fake.url, tmp_path_factory.mktemp("hookfail"), tasks={"webhook_retry_seconds": 4}).start()
+    down = WebhookReceiver([500] * 100).start()
+    try:
+        acct = g.account(usd="10")
+        t = submit(g, acct["key"], haiku(), webhook_url=down.url)
+        deadline = time.time() + 20
+        while get(g, acct["key"], t["id"])["webhook_status"] != "failed":
+            assert time.time() < deadline, "the webhook was never given up"
+            time.sleep(0.2)
+        shown = get(g, acct["key"], t["id"])
+        codes = [d["status_code"] for d in shown["webhook_deliveries"]]
+        assert len(codes) >= 2 and set(codes) == {500} and len(down.got) == len(codes)
+        time.sleep(2)
+        assert len(down.got) == len(codes)  # given up: no more attempts
+    finally:
+        down.stop()
+        g.stop()
