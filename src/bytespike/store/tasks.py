@@ -134,8 +134,10 @@ async def billed(conn: AsyncConnection, request_id: str) -> tuple[int, dict[str,
 
 async def cancel(conn: AsyncConnection, task_id: str, account_id: str | None, now: float) -> TaskRow | None:
     """A queued or running task becomes ``canceled`` at once (a running one's worker sees it and
-    stops its request, unbilled); a finished one is left as it is. None: no such task."""
-    q = (update(tasks).where(tasks.c.id == task_id, tasks.c.status.in_(("queued", "running")))
+    stops its request, unbilled); a finished one, or one whose answer has already arrived (it is
+    being settled), is left as it is. None: no such task."""
+    q = (update(tasks).where(tasks.c.id == task_id, tasks.c.status.in_(("queued", "running")),
+                             tasks.c.result.is_(None))
          .values(status="canceled", finished_at=now, lease_token=None, lease_expires=None,
                  webhook_state=_webhook_pending(), webhook_next_at=now))
     if account_id is not None:

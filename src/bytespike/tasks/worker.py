@@ -129,13 +129,13 @@ class Worker:
 
     async def stop(self) -> None:
         """Stop every run (unbilled) and put its task back in the queue for the next process."""
-        runs = [a for a in self._active.values() if a.task is not None and not a.stored]
-        for a in runs:
-            a.shutdown = True
-            assert a.task is not None
-            a.task.cancel()
-        if runs:
-            await asyncio.wait([a.task for a in runs if a.task is not None], timeout=30)
+        running = [a.task for a in self._active.values() if a.task is not None]
+        for a in self._active.values():
+            if a.task is not None and not a.stored:  # an answer in hand is finished, not thrown away
+                a.shutdown = True
+                a.task.cancel()
+        if running:
+            await asyncio.wait(running, timeout=30)
         await self._writer.close()
 
     def stop_task(self, task_id: str) -> None:
