@@ -9,7 +9,7 @@ from __future__ import annotations
 from urllib.parse import parse_qs
 
 from bytespike.errors import GatewayError, bad_request
-from bytespike.gateway.pipeline import new_request_id
+from bytespike.gateway.call import new_request_id
 from bytespike.http.asgi import (
     JSON,
     Receive,

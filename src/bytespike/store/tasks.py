@@ -153,10 +153,10 @@ def _webhook_pending() -> Any:
     return case((tasks.c.webhook_url.is_not(None), "pending"), else_=None)
 
 
-async def expire_overdue(conn: AsyncConnection, now: float, error: str) -> int:
-    """Queued tasks whose deadline has passed end ``expired``."""
+async def expire_overdue(conn: AsyncConnection, now: float, endpoint: str, error: str) -> int:
+    """Queued tasks of ``endpoint`` whose deadline has passed end ``expired`` with ``error``."""
     res = await conn.execute(
-        update(tasks).where(tasks.c.status == "queued", tasks.c.deadline_at <= now)
+        update(tasks).where(tasks.c.status == "queued", tasks.c.deadline_at <= now, tasks.c.endpoint == endpoint)
         .values(status="expired", finished_at=now, error=error, webhook_state=_webhook_pending(),
                 webhook_next_at=now))
     return res.rowcount or 0

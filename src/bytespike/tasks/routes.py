@@ -1,4 +1,5 @@
-"""The endpoints a task may run: the same ASGI handlers the routes use, so money, limits, failover,
+"""The endpoints a task may run: every inference route of the inbound protocol registry (without
+path parameters), served by the same ASGI handler the route uses, so money, limits, failover,
 usage records and metrics are those of a synchronous request."""
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from dataclasses import dataclass
 
 from bytespike.gateway import pipeline
 from bytespike.http.asgi import Receive, Scope, Send
+from bytespike.protocols import INBOUND
+from bytespike.protocols.base import Inbound
 from bytespike.state import State
 
 Handler = Callable[[State, Scope, Receive, Send], Awaitable[None]]
@@ -16,15 +19,14 @@ Handler = Callable[[State, Scope, Receive, Send], Awaitable[None]]
 @dataclass(frozen=True, slots=True)
 class TaskEndpoint:
     path: str
-    protocol: str  # the inbound protocol, as the pipeline names it
+    inbound: Inbound
     handler: Handler
 
 
 ENDPOINTS: dict[str, TaskEndpoint] = {
-    e.path: e for e in (
-        TaskEndpoint("/v1/messages", "anthropic", pipeline.messages),
-        TaskEndpoint("/v1/chat/completions", "openai", pipeline.chat_completions),
-    )
+    path: TaskEndpoint(path, inbound, pipeline.entry(inbound))
+    for inbound in INBOUND.values() for path, action in inbound.routes.items()
+    if action == "infer" and "{" not in path
 }
 DEFAULT = "/v1/messages"
 FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")

@@ -166,7 +166,7 @@ class Tasks:
         forwarded = {h: headers[h.encode()].decode("latin-1") for h in routes.FORWARDED_HEADERS
                      if h.encode() in headers}
         try:
-            resolved = pipeline.validate(self.state, target.protocol, body, key,
+            resolved = pipeline.validate(self.state, target.inbound, body, key,
                                          {k.encode(): v.encode() for k, v in forwarded.items()})
         except GatewayError as err:
             raise _as_submission_error(err) from None

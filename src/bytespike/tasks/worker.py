@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,8 +27,10 @@ import orjson
 from sqlalchemy.exc import SQLAlchemyError
 
 from bytespike.errors import GatewayError
-from bytespike.gateway.pipeline import TASK_SCOPE, Call
+from bytespike.gateway.call import Call
+from bytespike.gateway.pipeline import TASK_SCOPE
 from bytespike.http.asgi import Receive, Scope, Send
+from bytespike.protocols.base import Inbound
 from bytespike.store import tasks as store
 from bytespike.store.accounts import KeyRecord
 from bytespike.tasks import routes
@@ -147,7 +150,6 @@ class Worker:
 
     async def _round(self) -> None:
         now = time.time()
-        expired = _error_body("anthropic", "timeout_error", "the task's deadline passed before it could run")
         room = self.cfg.max_running - len(self._active)
         mono = time.monotonic()
         for blocked in (self._blocked_accounts, self._blocked_keys):
@@ -159,8 +161,11 @@ class Worker:
         async with self.tasks.write() as conn:
             if expire:
                 self._expired_at = time.monotonic()
-                if await store.expire_overdue(conn, now, expired):
-                    self.tasks.finished()
+                for endpoint in routes.ENDPOINTS.values():
+                    expired = _error_body(endpoint.inbound, "timeout_error",
+                                          "the task's deadline passed before it could run")
+                    if await store.expire_overdue(conn, now, endpoint.path, expired):
+                        self.tasks.finished()
             if room <= 0:
                 return
             rows = await store.claim(conn, now, limit=room, lease_seconds=self.cfg.lease_seconds,
@@ -227,12 +232,12 @@ class Worker:
             return
         if time.time() >= row.deadline_at:
             await self._finish(row, a, "expired", error=_error_body(
-                endpoint.protocol, "timeout_error", "the task's deadline passed before it could finish"))
+                endpoint.inbound, "timeout_error", "the task's deadline passed before it could finish"))
             return
         refusal = _key_refusal(key)
         if refusal is not None or key is None:
             await self._finish(row, a, "failed", http_status=401,
-                               error=_error_body(endpoint.protocol, "authentication_error", refusal or "no such key"))
+                               error=_error_body(endpoint.inbound, "authentication_error", refusal or "no such key"))
             return
         run = TaskRun(row.id, key)
         cap = _Capture()
@@ -254,7 +259,7 @@ class Worker:
             return
         if timeout.expired():
             await self._finish(row, a, "expired", error=_error_body(
-                endpoint.protocol, "timeout_error", "the task's deadline passed before its answer arrived"))
+                endpoint.inbound, "timeout_error", "the task's deadline passed before its answer arrived"))
             return
         await self._failed_attempt(row, a, cap, run.call)
 
@@ -320,7 +325,7 @@ class Worker:
                 "headers": headers, "client": None, "server": None, TASK_SCOPE: run}
 
     def _send(self, row: store.TaskRow, a: _Active, cap: _Capture, run: TaskRun) -> Send:
-        async def send(msg: dict[str, Any]) -> None:
+        async def send(msg: MutableMapping[str, Any]) -> None:
             if cap.done:
                 return
             if msg["type"] == "http.response.start":
@@ -384,6 +389,5 @@ def _seconds(raw: str | None) -> float | None:
     return value if value >= 0 else None
 
 
-def _error_body(protocol: str, type_: str, message: str) -> str:
-    err = GatewayError(type_, message)
-    return (err.anthropic_body() if protocol == "anthropic" else err.openai_body()).decode()
+def _error_body(inbound: Inbound, type_: str, message: str) -> str:
+    return inbound.error_body(GatewayError(type_, message), "").decode()
