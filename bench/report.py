@@ -85,6 +85,22 @@ def billing_section(b: dict[str, Any]) -> str:
     return f"{title}\n" + table(head, body)
 
 
+def tasks_section(t: dict[str, Any]) -> str:
+    title = f"Tasks: /v1/tasks vs the same /v1/messages claude (non-stream) requests, c{t['concurrency']}"
+    head = ["figure", "value"]
+    body = [
+        ["tasks/s (first submission to last finish)", num(t["tasks_per_s"])],
+        ["submissions/s", num(t["submit_per_s"])],
+        ["synchronous requests/s", num(t["sync_rps"])],
+        ["gateway CPU per task, ms", ms(t["cpu_ms_per_task"])],
+        ["gateway CPU per synchronous request, ms", ms(t["cpu_ms_per_request"])],
+        ["added gateway CPU per task, ms", ms(t["cpu_ms_per_task"] - t["cpu_ms_per_request"], True)],
+        ["tasks", f"{t['tasks']:,}"],
+        ["errors", str(t["errors"])],
+    ]
+    return f"{title}\n" + table(head, body)
+
+
 def servers_section(s: dict[str, Any]) -> str:
     head = ["figure", "uvicorn", "granian", "granian minus uvicorn"]
     body = []
@@ -118,6 +134,8 @@ def render(result: dict[str, Any]) -> str:
         parts.append(throughput_section(result["throughput"]))
     if "billing" in result:
         parts.append(billing_section(result["billing"]))
+    if "tasks" in result:
+        parts.append(tasks_section(result["tasks"]))
     if "servers" in result:
         s = result["servers"]
         parts.append(servers_section(s) if s.get("available", True) else

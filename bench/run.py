@@ -121,6 +121,7 @@ def run(plan: Plan) -> dict[str, Any]:
                 result["latency"] = bench.latency_rows(url)
                 result["throughput"] = bench.throughput_rows(gw, url)
                 result["billing"] = bench.billing(url)
+                result["tasks"] = bench.tasks()
                 result["servers"] = bench.servers(url)
         except Exception as exc:
             logs = "\n".join(f"--- {p.name} log:\n{p.tail(1500)}" for p in bench.running)

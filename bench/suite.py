@@ -14,6 +14,7 @@ import uvloop
 
 import loadgen
 import procs
+import taskqueue
 import wrk
 from payloads import Route, Target, routes
 
@@ -25,6 +26,7 @@ THROUGHPUT_ROUTES = ("native-json", "native-stream")
 CONCURRENCY = (16, 64)
 SOAK_ROUTES = ("native-json", "native-stream", "openai-stream", "gemini-json", "chat-stream")
 BILLING_OFF = ("BYTESPIKE_BILLING", "off")
+TASK_CONCURRENCY = 16
 WALLET_USD = "1000000"
 
 
@@ -209,6 +211,11 @@ class Bench:
             }
         finally:
             self.stop(off)
+
+    def tasks(self) -> dict[str, Any]:
+        """Queued tasks against the same requests made synchronously (``taskqueue.py``)."""
+        n = max(200, min(2000, self.plan.requests))
+        return taskqueue.measure(self, self.routes["native-json"].gateway, n, TASK_CONCURRENCY)
 
     def servers(self, gw_url: str) -> dict[str, Any]:
         """The same gateway under granian instead of uvicorn, measured back to back."""

@@ -24,6 +24,7 @@ SECTION_TITLES = [
     "Added latency, milliseconds (gateway minus direct call to the same upstream)",
     "Throughput, requests/s (wrk, keep-alive connections)",
     "Billing on vs off: /v1/messages claude (non-stream)",
+    "Tasks: /v1/tasks vs the same /v1/messages claude (non-stream) requests, c16",
     "Server: uvicorn vs granian",
 ]
 HEADER_LINES = ["date:", "machine:", "python:", "placement:", "load avg:"]
@@ -53,6 +54,10 @@ def test_quick_bench_exits_cleanly_and_prints_every_figure(tmp_path: Path) -> No
         (route, c) for route in ("native-json", "native-stream") for c in (16, 64)}
     assert all(r["gateway"]["requests"] > 0 and r["gateway"]["errors"] == 0 for r in result["throughput"])
     assert result["problems"] == []
+
+    tasks = result["tasks"]
+    assert tasks["errors"] == 0 and tasks["tasks"] >= 200 and tasks["tasks_per_s"] > 0
+    assert "added gateway CPU per task, ms" in text
 
     billing = result["billing"]
     if billing["available"]:

@@ -146,7 +146,7 @@ def test_upstream_stream_that_stops_without_message_stop_gets_an_error_event(gat
 def test_batches_point_to_tasks(gateway: Gateway, acct):
     r = httpx.post(gateway.url + "/v1/messages/batches", headers={**V, "x-api-key": acct["key"]}, json={})
     body = assert_error(r, 404, "not_found_error")
-    assert "/v1/messages" in body["error"]["message"]
+    assert "POST /v1/tasks" in body["error"]["message"]
     r = httpx.get(gateway.url + "/v1/messages/batches/msgbatch_1", headers={**V, "x-api-key": acct["key"]})
     assert_error(r, 404, "not_found_error")
 

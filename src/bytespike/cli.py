@@ -468,3 +468,14 @@ def _iso(ts: float | None) -> str:
 
 def main() -> None:
     app()
+
+
+def _register() -> None:
+    """Command groups that live beside their service (they import this module's helpers)."""
+    from bytespike.tasks.commands import tasks_app, webhooks_app
+
+    app.add_typer(tasks_app, name="tasks")
+    app.add_typer(webhooks_app, name="webhooks")
+
+
+_register()

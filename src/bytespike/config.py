@@ -101,6 +101,24 @@ class StripeConfig:
     secret_key: str
     webhook_secret: str
     api_base: str | None = None  # tests point the library at a local fake of Stripe's API
+@dataclass(frozen=True, slots=True)
+class TasksConfig:
+    """The ``tasks:`` section: how queued work runs (see docs/tasks.md)."""
+
+    max_running: int = 16  # tasks running at once, all gateway processes together
+    max_running_per_account: int = 4  # tasks of one account running at once
+    lease_seconds: float = 60.0  # a running task's lease; renewed while it runs
+    poll_seconds: float = 1.0  # how often idle workers look for work
+    max_attempts: int = 5  # upstream failures (429, 5xx, timeouts) before a task fails
+    backoff_seconds: float = 2.0  # first retry delay; doubles per attempt
+    backoff_max_seconds: float = 300.0
+    admission_wait_seconds: float = 10.0  # a task refused for money waits this long before trying again
+    default_deadline_seconds: int = 86400
+    max_deadline_seconds: int = 7 * 86400
+    retention_days: float = 30.0
+    allow_private_webhooks: bool = False
+    webhook_retry_seconds: float = 86400.0  # webhooks are retried on failure for this long
+    webhook_timeout_seconds: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +153,7 @@ class Settings:
         name = "org" if kind == "org" else "personal"
         got = self.tiers.get(name)
         return got if got is not None else default_tiers(self.groups)[name]
+    tasks: TasksConfig = TasksConfig()
 
 
 # ---------------------------------------------------------------- loading
@@ -317,7 +336,7 @@ def _settings(root: _Node) -> Settings:
         top,
         ("database_url", "redis_url", "admin_token", "providers", "models", "groups", "limits", "server",
          "logging", "routing", "model_patterns", "claude_code", "sign_in",
-         "accounts", "payments"),
+         "accounts", "payments", "tasks"),
     )
     breaker = BreakerConfig()
     if "routing" in top:
@@ -406,6 +425,7 @@ def _settings(root: _Node) -> Settings:
         tiers=tiers,
         stripe=stripe,
         signup=signup,
+        tasks=_tasks(top["tasks"]) if "tasks" in top else TasksConfig(),
     )
 
 
@@ -476,6 +496,29 @@ def _payments(n: _Node) -> StripeConfig | None:
     if base is not None and not base.startswith(("http://", "https://")):
         raise s["api_base"].fail(f"expected an http(s) URL, got {base!r}")
     return StripeConfig(secret, hook, base.rstrip("/") if base else None)
+
+
+def _tasks(n: _Node) -> TasksConfig:
+    """``tasks:``; every field optional, each checked with its line."""
+    f = n.mapping()
+    base = TasksConfig()
+    names = tuple(base.__dataclass_fields__)
+    _unknown(n, f, names)
+    values: dict[str, Any] = {}
+    for name, child in f.items():
+        default = getattr(base, name)
+        if isinstance(default, bool):
+            values[name] = child.boolean()
+            continue
+        value: int | float = child.integer() if isinstance(default, int) else float(child.number())
+        minimum = 0 if name in ("backoff_seconds", "admission_wait_seconds") else 1 if isinstance(default, int) else 0.05
+        if value < minimum:
+            raise child.fail(f"must be at least {minimum}")
+        values[name] = value
+    cfg = TasksConfig(**values)
+    if cfg.default_deadline_seconds > cfg.max_deadline_seconds:
+        raise (f.get("default_deadline_seconds") or n).fail("default_deadline_seconds exceeds max_deadline_seconds")
+    return cfg
 
 
 def _providers(n: _Node, breaker: BreakerConfig) -> dict[str, ProviderConfig]:

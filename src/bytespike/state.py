@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bytespike.accounts.device import DeviceSignIn, SignInPolicy
 from bytespike.accounts.keys import KeyLookup
@@ -15,6 +16,9 @@ from bytespike.providers.client import Upstreams
 from bytespike.store.accounts import Accounts
 from bytespike.store.db import Database
 from bytespike.telemetry.metrics import Telemetry
+
+if TYPE_CHECKING:
+    from bytespike.tasks.service import Tasks
 
 
 @dataclass
@@ -31,6 +35,7 @@ class State:
     sign_in: DeviceSignIn
     services: Services
     demo: bool = False
+    tasks: Tasks = None  # type: ignore[assignment]  # set by build(): it needs the state itself
 
     @classmethod
     def build(cls, settings: Settings, *, demo: bool = False, local: bool = False) -> State:
@@ -40,7 +45,9 @@ class State:
         catalogue = Catalogue(settings)
         router = Router(settings)
         billing = Billing(db, catalogue, settings.default_limits, local=local)
-        return cls(
+        from bytespike.tasks.service import Tasks
+
+        state = cls(
             settings=settings,
             catalogue=catalogue,
             db=db,
@@ -54,6 +61,8 @@ class State:
             services=Services(db, settings, billing, accounts),
             demo=demo,
         )
+        state.tasks = Tasks(db, settings.tasks, state)
+        return state
 
     async def close(self) -> None:
         await self.billing.stop()

@@ -135,6 +135,7 @@ class Settleable(Protocol):
     first_byte: float | None
     billed: money.Usage | None
     attribution: tuple[str | None, str | None, str | None]
+    task_id: str | None  # the queued task this request ran, if any
 
     @property
     def protocol(self) -> str: ...
@@ -393,7 +394,7 @@ class Billing:
                 "latency_ms": (finished - call.started) * 1000,
                 "ttft_ms": ((call.first_byte - call.started) * 1000) if call.first_byte else None,
                 "session_id": call.attribution[0], "agent_id": call.attribution[1],
-                "parent_agent_id": call.attribution[2],
+                "parent_agent_id": call.attribution[2], "task_id": call.task_id,
             },
             due=time.monotonic() + max(self._settle_delay, SETTLE_BATCH_SECONDS),
         ))

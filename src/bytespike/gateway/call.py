@@ -47,6 +47,7 @@ class Call:
     error_type: str | None = None
     # Claude Code's session, agent and parent agent ids (bounded), recorded on the usage record
     attribution: tuple[str | None, str | None, str | None] = (None, None, None)
+    task_id: str | None = None  # set when a queued task runs this request
 
     @property
     def protocol(self) -> str:

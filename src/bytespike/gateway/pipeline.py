@@ -39,6 +39,9 @@ from bytespike.store.accounts import KeyRecord
 log = logging.getLogger("bytespike.gateway.pipeline")
 
 
+TASK_SCOPE = "bytespike.task"
+"""Scope key of an in-process run of a queued task; only the gateway itself builds such scopes."""
+
 # A stream still open when the shutdown deadline passes ends with this.
 SHUTDOWN = GatewayError("overloaded_error", "the gateway shut down before the answer was complete")
 
@@ -61,9 +64,12 @@ async def _infer(state: State, scope: Scope, receive: Receive, send: Send, inbou
     headers = header_map(scope)
     call.attribution = _attribution(headers)
     started = False
+    task = scope.get(TASK_SCOPE)
+    if task is not None:  # a queued task (tasks/worker.py): its key is known and it reads the outcome here
+        call.task_id, task.call = task.task_id, call
     try:
         body = await read_body(receive, state.settings.max_body_bytes, headers.get(b"content-length"))
-        call.key = await state.keys.authenticate(headers)
+        call.key = task.key if task is not None else await state.keys.authenticate(headers)
         req = call.req = inbound.parse(body, scope.get("path_params") or {})
         call.stream = req.get("stream") is True
         call.resolved = resolve(state, req.get("model"), call.key)
@@ -108,6 +114,17 @@ def _attribution(headers: dict[bytes, bytes]) -> tuple[str | None, str | None, s
     session, agent, parent = (headers.get(h) for h in _ATTRIBUTION)
     return (session.decode("latin-1")[:128] if session else None, agent.decode("latin-1")[:128] if agent else None,
             parent.decode("latin-1")[:128] if parent else None)
+
+
+def validate(state: State, inbound: Inbound, body: bytes, key: KeyRecord, headers: dict[bytes, bytes]) -> Resolved:
+    """Everything a request is checked for before admission, without running it (queued tasks):
+    its shape, its model and the upstream request its first deployment would get."""
+    req = inbound.parse(body, {})
+    resolved = resolve(state, req.get("model"), key)
+    plan = Plan(inbound, resolved, req, body, headers, b"", state.catalogue.provider_type(resolved.model))
+    dep = resolved.model.deployments[0]
+    plan.build(state.settings.providers[dep.provider], dep)
+    return resolved
 
 
 def resolve(state: State, model: Any, key: KeyRecord) -> Resolved:

@@ -17,6 +17,7 @@ from bytespike.errors import GatewayError
 from bytespike.gateway import pipeline
 from bytespike.gateway.call import new_request_id
 from bytespike.http import admin, claude_code, endpoints, oauth, webhooks
+from bytespike.http import tasks as task_routes
 from bytespike.http.asgi import JSON, Receive, Scope, Send, header_map, headers_list, send_body
 from bytespike.protocols import INBOUND, for_request
 from bytespike.protocols.base import Inbound
@@ -84,12 +85,14 @@ def create_app(settings: Settings, *, demo: bool = False, extra_routes: list[Any
                 raise
         state = State.build(settings, demo=demo, local=owned is not None)
         await state.billing.start()
+        await state.tasks.start(sole_owner=owned is not None)
         holder.state = state
         if on_ready is not None:
             await on_ready(state)
         try:
             yield
         finally:
+            await state.tasks.stop()
             holder.state = None
             await state.close()
             sink.close()
@@ -107,6 +110,9 @@ def create_app(settings: Settings, *, demo: bool = False, extra_routes: list[Any
         Route("/v1/models", ep(endpoints.list_models, get)),
         Route("/v1/models/{model_id:path}", ep(endpoints.get_model, get)),
         Route("/v1/usage", ep(endpoints.usage, get)),
+        Route("/v1/tasks", ep(task_routes.collection, ("GET", "POST"))),
+        Route("/v1/tasks/{task_id}", ep(task_routes.item, get)),
+        Route("/v1/tasks/{task_id}/cancel", ep(task_routes.cancel, post)),
         Route("/v1/messages/batches", ep(endpoints.batches)),
         Route("/v1/messages/batches/{rest:path}", ep(endpoints.batches)),
         Route("/healthz", ep(endpoints.healthz, get)),

@@ -199,7 +199,8 @@ def _iso(ts: float | None) -> str | None:
 
 async def batches(state: State, scope: Scope, receive: Receive, send: Send) -> None:
     err = GatewayError("not_found_error",
-                       "/v1/messages/batches is not offered by this gateway; send each request to /v1/messages")
+                       "/v1/messages/batches is not offered by this gateway; queue work with POST /v1/tasks "
+                       "(one request per task, results at GET /v1/tasks/{id} or by webhook; see docs/tasks.md)")
     rid = new_request_id()
     await send_body(send, 404, HUB.error_body(err, rid), headers_list(JSON, rid))
 

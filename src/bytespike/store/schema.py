@@ -112,10 +112,12 @@ usage_records = Table(
     Column("session_id", String(128), nullable=True),
     Column("agent_id", String(128), nullable=True),
     Column("parent_agent_id", String(128), nullable=True),
+    Column("task_id", String(40), nullable=True),  # the task this request ran, if any
 )
 Index("ix_usage_key_time", usage_records.c.key_id, usage_records.c.created_at)
 Index("ix_usage_account_time", usage_records.c.account_id, usage_records.c.created_at)
 Index("ix_usage_session", usage_records.c.account_id, usage_records.c.session_id)
+Index("ix_usage_task", usage_records.c.task_id)
 
 
 device_grants = Table(
@@ -237,3 +239,62 @@ login_failures = Table(
     Column("created_at", Float, nullable=False),
 )
 Index("ix_login_failures", login_failures.c.email, login_failures.c.ip, login_failures.c.created_at)
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False),
+    Column("key_id", String(40), nullable=False),
+    Column("endpoint", String(64), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("request", Text, nullable=False),  # the endpoint's request body, JSON
+    Column("headers", Text, nullable=True),  # anthropic-version / anthropic-beta given at submission, JSON
+    Column("metadata", Text, nullable=True),
+    Column("webhook_url", Text, nullable=True),
+    Column("idempotency_key", String(200), nullable=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("status", String(16), nullable=False),  # queued | running | succeeded | failed | canceled | expired
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", Float, nullable=False),
+    Column("not_before", Float, nullable=False),  # a queued task is not taken before this
+    Column("deadline_at", Float, nullable=False),
+    Column("started_at", Float, nullable=True),
+    Column("finished_at", Float, nullable=True),
+    Column("lease_token", String(40), nullable=True),
+    Column("lease_expires", Float, nullable=True),
+    Column("request_id", String(64), nullable=True),  # the request that produced the result or error
+    Column("http_status", Integer, nullable=True),
+    Column("result", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("usage", Text, nullable=True),
+    Column("cost", BigInteger, nullable=True),
+    Column("webhook_state", String(12), nullable=True),  # pending | delivered | failed
+    Column("webhook_next_at", Float, nullable=True),
+    Column("webhook_attempts", Integer, nullable=False, default=0),
+)
+Index("ix_tasks_account_created", tasks.c.account_id, tasks.c.created_at)
+Index("ix_tasks_status", tasks.c.status, tasks.c.not_before)
+Index("ix_tasks_webhook", tasks.c.webhook_state, tasks.c.webhook_next_at)
+Index("ix_tasks_idempotency", tasks.c.account_id, tasks.c.idempotency_key, unique=True)
+
+task_deliveries = Table(
+    "task_deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("task_id", String(40), ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("at", Float, nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("duration_ms", Float, nullable=True),
+)
+Index("ix_task_deliveries_task", task_deliveries.c.task_id, task_deliveries.c.id)
+
+webhook_secrets = Table(
+    "webhook_secrets",
+    metadata,
+    Column("account_id", String(40), ForeignKey("accounts.id"), primary_key=True),
+    # Kept as given: signing needs the secret itself (as with any HMAC webhook scheme).
+    Column("secret", String(80), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
