@@ -85,8 +85,7 @@ def _turns(contents: Any) -> list[dict[str, Any]]:
     if not isinstance(contents, list) or not contents:
         raise GeminiRequestError("contents must be a non-empty array", "contents")
     turns: list[dict[str, Any]] = []
-    open_calls: list[tuple[str, str]] = []  # (id, name) of the last model turn's calls not yet answered
-    minted = 0
+    ids = _CallIds()
     for i, content in enumerate(contents):
         p = f"contents[{i}]"
         if not isinstance(content, Mapping):
@@ -97,20 +96,17 @@ def _turns(contents: Any) -> list[dict[str, Any]]:
         role = content.get("role") or "user"
         if role == "model":
             blocks: list[dict[str, Any]] = []
-            calls: list[tuple[str, str]] = []
             for j, part in enumerate(parts):
-                new, minted = _model_part(part, f"{p}.parts[{j}]", minted)
-                blocks.extend(new)
-                calls.extend((b["id"], b["name"]) for b in new if b["type"] == "tool_use")
-            open_calls = calls if blocks else open_calls
+                blocks.extend(_model_part(part, f"{p}.parts[{j}]", ids))
             _append(turns, "assistant", blocks)
         elif role in ("user", "function", "tool"):
+            if turns and turns[-1]["role"] == "assistant":
+                ids.turn_done()
             results: list[dict[str, Any]] = []
             rest: list[dict[str, Any]] = []
             for j, part in enumerate(parts):
                 if isinstance(part, Mapping) and isinstance(part.get("functionResponse"), Mapping):
-                    results.append(_tool_result(part["functionResponse"], f"{p}.parts[{j}].functionResponse",
-                                                open_calls))
+                    results.append(_tool_result(part["functionResponse"], f"{p}.parts[{j}].functionResponse", ids))
                 else:
                     rest.extend(_user_part(part, f"{p}.parts[{j}]"))
             _append(turns, "user", results + rest)
@@ -124,6 +120,40 @@ def _turns(contents: Any) -> list[dict[str, Any]]:
     return turns
 
 
+class _CallIds:
+    """tool_use ids for functionCalls: Gemini's id made safe and unique in the conversation, or minted;
+    and which calls of the latest model turn still await their functionResponse."""
+
+    def __init__(self) -> None:
+        self._used: set[str] = set()
+        self._calls: list[tuple[str, str, str]] = []  # (tool_use id, Gemini's id, name) of the current turn
+        self._open: list[tuple[str, str, str]] = []
+
+    def call(self, given: Any, name: str) -> str:
+        base = sanitize_id(given, "") or f"call_{len(self._used)}"
+        out, n = base, 1
+        while out in self._used:
+            n += 1
+            out = f"{base}_{n}"
+        self._used.add(out)
+        self._calls.append((out, sanitize_id(given, ""), name))
+        return out
+
+    def turn_done(self) -> None:
+        self._open, self._calls = self._calls, []
+
+    def answer(self, given: Any, name: Any) -> str:
+        """The call a functionResponse answers: by id, else the first open call of its name, else the next."""
+        gid = sanitize_id(given, "")
+        for k, (cid, original, cname) in enumerate(self._open):
+            if (gid and gid in (original, cid)) or (not gid and cname == name):
+                del self._open[k]
+                return cid
+        if not gid and self._open:
+            return self._open.pop(0)[0]
+        return gid or f"unanswered_{sanitize_id(name, 'call')}"
+
+
 def _append(turns: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
     if not blocks:
         return
@@ -133,12 +163,12 @@ def _append(turns: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]
         turns.append({"role": role, "content": blocks})
 
 
-def _model_part(part: Any, p: str, minted: int) -> tuple[list[dict[str, Any]], int]:
+def _model_part(part: Any, p: str, ids: _CallIds) -> list[dict[str, Any]]:
     if not isinstance(part, Mapping):
         raise GeminiRequestError("each part must be an object", p)
     out: list[dict[str, Any]] = decode_thinking(part.get("thoughtSignature", part.get("thought_signature")))
     if part.get("thought"):
-        return out, minted  # thought summaries are for display; the signature carries the blocks
+        return out  # thought summaries are for display; the signature carries the blocks
     call = part.get("functionCall", part.get("function_call"))
     text = part.get("text")
     if isinstance(call, Mapping):
@@ -146,13 +176,11 @@ def _model_part(part: Any, p: str, minted: int) -> tuple[list[dict[str, Any]], i
         if not isinstance(name, str) or not name:
             raise GeminiRequestError("functionCall.name is required", f"{p}.functionCall.name")
         args = call.get("args")
-        call_id = sanitize_id(call.get("id"), "")
-        if not call_id:
-            call_id, minted = f"call_{minted}", minted + 1
-        out.append({"type": "tool_use", "id": call_id, "name": name, "input": args if isinstance(args, dict) else {}})
+        out.append({"type": "tool_use", "id": ids.call(call.get("id"), name), "name": name,
+                    "input": args if isinstance(args, dict) else {}})
     elif isinstance(text, str) and text:
         out.append({"type": "text", "text": text})
-    return out, minted
+    return out
 
 
 def _user_part(part: Any, p: str) -> list[dict[str, Any]]:
@@ -208,19 +236,8 @@ def _file(data: Mapping[str, Any], p: str) -> dict[str, Any]:
     return {"type": "text", "text": f"[file {uri} ({mime or 'unknown type'})]"}
 
 
-def _tool_result(resp: Mapping[str, Any], p: str, open_calls: list[tuple[str, str]]) -> dict[str, Any]:
-    """A functionResponse answers the call with its id, else the first open call of its name, else the next one."""
-    name = resp.get("name")
-    given = sanitize_id(resp.get("id"), "")
-    call_id = ""
-    for k, (cid, cname) in enumerate(open_calls):
-        if (given and cid == given) or (not given and cname == name):
-            call_id = cid
-            del open_calls[k]
-            break
-    if not call_id and not given and open_calls:
-        call_id = open_calls.pop(0)[0]
-    call_id = call_id or given or f"unanswered_{name or 'call'}"
+def _tool_result(resp: Mapping[str, Any], p: str, ids: _CallIds) -> dict[str, Any]:
+    call_id = ids.answer(resp.get("id"), resp.get("name"))
     response = resp.get("response")
     is_error = False
     if isinstance(response, Mapping) and set(response) <= {"output", "error"} and response:
