@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -443,3 +444,47 @@ def test_only_gateway_made_signatures_decode() -> None:
     assert decode_thinking("CiQBDDnWx8TWfKCucRzvraqsJnPun/3Lm8wkXNPPuFeSTvJ1V0EK") == []
     assert decode_thinking("not base64 at all!") == []
     assert decode_thinking(None) == []
+
+
+# ---------------------------------------------------------------- Gemini CLI's own requests
+
+CLI = Path(__file__).resolve().parent / "data" / "gemini_cli"
+
+
+def cli_capture(name: str) -> dict[str, Any]:
+    return json.loads((CLI / name).read_text())
+
+
+def test_gemini_cli_requests_become_messages_requests_with_its_tools_system_and_thinking() -> None:
+    capture = cli_capture("tool-loop.first.json")
+    assert capture["path"] == "/v1beta/models/claude-sonnet-4-6:streamGenerateContent?alt=sse"
+    body = capture["body"]
+    req = to_messages(body, default_max=64000)
+    names = [d["name"] for t in body["tools"] for d in t["functionDeclarations"]]
+    assert [t["name"] for t in req["tools"]] == names and len(names) == 15
+    assert all(t["input_schema"]["type"] == "object" for t in req["tools"])
+    assert req["system"][0]["text"] == body["systemInstruction"]["parts"][0]["text"]
+    assert req["thinking"] == {"type": "enabled", "budget_tokens": 8192}  # includeThoughts alone
+    assert "temperature" not in req and "top_k" not in req
+    assert [b["type"] for b in req["messages"][0]["content"]] == ["text", "text"]
+
+
+def test_gemini_cli_tool_loop_pairs_its_minted_call_id_with_the_result() -> None:
+    body = cli_capture("tool-loop.second.json")["body"]
+    req = to_messages(body, default_max=64000)
+    call = req["messages"][1]["content"][-1]
+    result = req["messages"][2]["content"][0]
+    assert call["type"] == "tool_use" and call["name"] == "run_shell_command"
+    assert call["input"] == {"command": "echo bytespike-tool-ran"}
+    assert result["tool_use_id"] == call["id"] == "run_shell_command_1796235476740_0"
+    assert "bytespike-tool-ran" in result["content"][0]["text"]
+    # the fake signature is no gateway's, so thinking cannot continue this tool loop
+    assert "thinking" not in req
+
+
+def test_gemini_cli_helper_calls_ask_for_json_with_an_upper_case_schema() -> None:
+    body = cli_capture("classifier.generate-content.json")["body"]
+    req = to_messages(body)
+    schema = req["output_config"]["format"]["schema"]
+    assert schema["type"] == "object" and schema["properties"]["complexity_score"]["type"] == "integer"
+    assert req["thinking"] == {"type": "enabled", "budget_tokens": 4095}  # HIGH, kept under max_tokens 4096

@@ -311,8 +311,7 @@ def _tools(tools: Any) -> list[dict[str, Any]]:
             if not isinstance(decl, Mapping) or not isinstance(decl.get("name"), str) or not decl["name"]:
                 raise GeminiRequestError("a function declaration needs a name", f"{p}.name")
             schema = decl.get("parametersJsonSchema", decl.get("parameters_json_schema"))
-            if schema is None:
-                schema = _json_schema(decl.get("parameters"))
+            schema = _json_schema(decl.get("parameters") if schema is None else schema)
             if not isinstance(schema, Mapping) or schema.get("type") not in ("object", None):
                 schema = {"type": "object", "properties": {}}
             entry: dict[str, Any] = {"name": decl["name"], "input_schema": {"type": "object", **schema}}
@@ -323,7 +322,7 @@ def _tools(tools: Any) -> list[dict[str, Any]]:
 
 
 def _json_schema(schema: Any) -> Any:
-    """Gemini's OpenAPI Schema (upper-case types, ``nullable``) -> JSON Schema."""
+    """Gemini's OpenAPI Schema (upper-case types, ``nullable``) -> JSON Schema; JSON Schema stays as it is."""
     if isinstance(schema, list):
         return [_json_schema(s) for s in schema]
     if not isinstance(schema, Mapping):
@@ -399,8 +398,9 @@ def _generation(config: Mapping[str, Any], out: dict[str, Any], system: list[dic
 
 def _response_format(config: Mapping[str, Any], out: dict[str, Any], system: list[dict[str, Any]]) -> None:
     schema = config.get("responseJsonSchema", config.get("response_json_schema"))
-    if schema is None and config.get("responseSchema", config.get("response_schema")) is not None:
-        schema = _json_schema(config.get("responseSchema", config.get("response_schema")))
+    if schema is None:
+        schema = config.get("responseSchema", config.get("response_schema"))
+    schema = _json_schema(schema)  # Gemini CLI sends upper-case types even in responseJsonSchema
     if isinstance(schema, Mapping):
         out["output_config"] = {"format": {"type": "json_schema", "schema": dict(schema)}}
     elif config.get("responseMimeType", config.get("response_mime_type")) == "application/json":
