@@ -11,7 +11,8 @@ import pytest
 from google.genai import types
 
 from bytespike.errors import GatewayError
-from bytespike.gateway.relay import AnthropicEvents, TranslatedRelay
+from bytespike.gateway.relay import TranslatedRelay
+from bytespike.protocols.anthropic.relay import AnthropicSource
 from bytespike.protocols.gemini.inbound.relay import GeminiPassthrough, GeminiSink, JSONArrayScanner
 from bytespike.protocols.hub import usage_from_gemini
 from test_translate_gemini import chunks_of, interactions
@@ -75,7 +76,7 @@ def test_a_failure_mid_stream_is_told_in_geminis_shape() -> None:
 
 @pytest.mark.parametrize("path", CLAUDE_STREAMS, ids=[p.name for p in CLAUDE_STREAMS])
 def test_recorded_claude_streams_reach_a_gemini_client_as_chunks_google_genai_reads(path: Path) -> None:
-    relay = TranslatedRelay(AnthropicEvents(), GeminiSink("claude-sonnet-4-6", True, True), anthropic_upstream=True)
+    relay = TranslatedRelay(AnthropicSource(), GeminiSink("claude-sonnet-4-6", True, True))
     raw = path.read_bytes()
     out = b"".join(relay.feed(raw[i:i + 11]) for i in range(0, len(raw), 11)) + relay.end()
     chunks = chunks_of(out)

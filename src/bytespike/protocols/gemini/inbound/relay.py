@@ -74,6 +74,7 @@ class GeminiPassthrough:
     """Gemini upstream -> Gemini client: the bytes go through untouched (SSE or JSON array)."""
 
     __slots__ = ("usage", "ok", "output_chars", "_sse", "_parser", "_scanner", "_errored")
+    keepalive = None  # the upstream's own stream, passed through
 
     def __init__(self, sse: bool) -> None:
         self.usage: dict[str, Any] = empty_usage()
@@ -146,6 +147,12 @@ class GeminiSink:
     def __init__(self, model: str, sse: bool, include_thoughts: bool) -> None:
         self._stream = MessagesToGeminiStream(model, include_thoughts)
         self._framing = GeminiFraming(sse)
+
+    @property
+    def keepalive(self) -> bytes:
+        """Whitespace between the elements of a JSON array; nothing in SSE, where Gemini's SDK parsers
+        take every line that is not ``data:`` as the start of an error object."""
+        return b"" if self._framing.sse else b"\n"
 
     def events(self, events: list[tuple[str, dict[str, Any]]]) -> bytes:
         out: list[bytes] = []

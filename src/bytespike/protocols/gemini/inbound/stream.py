@@ -71,10 +71,9 @@ class MessagesToGeminiStream:
             out += self._stop(index)
         self.finished = True
         parts = self._writer.end()
-        candidate: dict[str, Any] = {"finishReason": finish_reason(self._stop_reason), "index": 0}
-        if parts:
-            candidate = {"content": {"role": "model", "parts": parts}, **candidate}
-        out.append(self._chunk(candidate))
+        # Without new parts the content is just its role, as Gemini's own last chunk then is.
+        content: dict[str, Any] = {"role": "model", "parts": parts} if parts else {"role": "model"}
+        out.append(self._chunk({"content": content, "finishReason": finish_reason(self._stop_reason), "index": 0}))
         return out
 
     # --- internals ---------------------------------------------------------------------------
