@@ -106,7 +106,8 @@ class KeyLookup:
         if not key:
             raise GatewayError(
                 "authentication_error",
-                "missing API key: send it in the x-api-key header or as Authorization: Bearer",
+                "missing API key: send it in the x-api-key header or as Authorization: Bearer "
+                "(on Gemini routes also in x-goog-api-key or ?key=)",
             )
         record = await self.find(key) if key.startswith(PREFIX) else None
         if record is None:
