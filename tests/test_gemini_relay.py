@@ -92,3 +92,21 @@ def test_recorded_claude_streams_reach_a_gemini_client_as_chunks_google_genai_re
     expected = "".join(e.get("delta", {}).get("text", "") for e in (orjson.loads(line[6:]) for line in
                        raw.splitlines() if line.startswith(b"data: ")) if isinstance(e, dict))
     assert text == expected
+
+
+def test_thought_tokens_reach_a_gemini_client_from_an_openai_reasoning_model() -> None:
+    from bytespike.protocols.openai_chat.upstream import ChatStreamTranslator
+    from bytespike.protocols.sse import frame
+
+    chunks = [{"id": "c1", "choices": [{"index": 0, "delta": {"role": "assistant", "content": "hi"}}]},
+              {"id": "c1", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+              {"id": "c1", "choices": [], "usage": {"prompt_tokens": 50, "completion_tokens": 30,
+                                                    "prompt_tokens_details": {"cached_tokens": 20},
+                                                    "completion_tokens_details": {"reasoning_tokens": 25}}}]
+    raw = b"".join(frame(None, c) for c in chunks) + b"data: [DONE]\n\n"
+    relay = TranslatedRelay(ChatStreamTranslator("gpt-5-5"), GeminiSink("gpt-5-5", True, False))
+    out = relay.feed(raw) + relay.end()
+    assert relay.ok
+    assert chunks_of(out)[-1]["usageMetadata"] == {"promptTokenCount": 50, "candidatesTokenCount": 5,
+                                                   "totalTokenCount": 80, "cachedContentTokenCount": 20,
+                                                   "thoughtsTokenCount": 25}
