@@ -29,7 +29,8 @@ CAVEATS: Final[tuple[str, ...]] = (
     "thinkingConfig becomes a thinking budget (thinkingLevel LOW 2048, MEDIUM 8192, HIGH 16384 tokens; "
     "thinkingBudget as given, at least 1024; -1 = 8192; 0 = off); thinking stays off while a tool loop "
     "continues a turn that carries no thinking.",
-    "Thinking blocks travel inside thoughtSignature on the part after them; thought parts are for display.",
+    "Thinking blocks travel inside thoughtSignature on the part after them; thought parts are for display, "
+    "shown in streams when includeThoughts is set and always in non-streamed answers.",
     "Gemini server tools (googleSearch, codeExecution, urlContext) and executableCode / "
     "codeExecutionResult parts are dropped.",
     "toolConfig mode VALIDATED is sent as AUTO; ANY with several allowedFunctionNames as any tool.",
