@@ -196,3 +196,37 @@ def test_gemini_traffic_is_counted_in_the_metrics_under_its_protocol(gateway: Ga
     assert post(gateway, "/v1beta/models/gpt-5-5:generateContent", acct["key"], HI).status_code == 200
     metrics = httpx.get(gateway.url + "/metrics").text
     assert 'protocol="gemini"' in metrics
+
+
+def test_a_full_window_refuses_in_geminis_shape_with_retry_after(gateway: Gateway, fake: FakeUpstream) -> None:
+    a = gateway.account(limits=["1d:requests=1"])
+    path = "/v1beta/models/gemini-3-1-pro:generateContent"
+    assert post(gateway, path, a["key"], HI).status_code == 200
+    r = post(gateway, path, a["key"], HI)
+    assert_gemini_error(r, 429, "RESOURCE_EXHAUSTED")
+    assert int(r.headers["retry-after"]) > 0
+    assert len(fake.received) == 1
+
+
+@pytest.fixture(scope="module")
+def failover_gateway(fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from conftest import DEAD_PROVIDER, test_config
+
+    d = tmp_path_factory.mktemp("gw-gemini-failover")
+    model = {"gemini-failover": {"price": {"input": 2, "output": 12}, "deployments": [
+        {"provider": "dead", "model": "claude-unreachable", "priority": 0},
+        {"provider": "gemini", "model": "gemini-3.1-pro-preview", "priority": 1}]}}
+    gw = Gateway(d, test_config(fake.url, d / "bytespike.db", extra_models=model,
+                                extra_providers=DEAD_PROVIDER)).start()
+    yield gw
+    gw.stop()
+
+
+def test_a_failing_deployment_fails_over_to_the_next_one(failover_gateway: Gateway, fake: FakeUpstream) -> None:
+    a = failover_gateway.account()
+    r, raw = stream(failover_gateway, "/v1beta/models/gemini-failover:streamGenerateContent?alt=sse", a["key"], HI)
+    assert r.status_code == 200 and "simulated" in raw.decode()
+    assert [x.path for x in fake.received] == [UPSTREAM + "streamGenerateContent"]
+    failover_gateway.wait_settled([r.headers["request-id"]])
+    assert failover_gateway.query("SELECT provider, status FROM usage_records WHERE request_id = ?",
+                                  r.headers["request-id"]) == [("gemini", "succeeded")]
