@@ -87,3 +87,14 @@ def test_serve_with_a_bad_file_fails_at_start_naming_line_and_field(tmp_path: Pa
     assert res.returncode == 2
     assert f"{bad}:11: models.claude-sonnet-4-6.deployments[0].weight: weight must be at least 1" in \
         res.stderr.replace("\n", "")
+
+
+def test_builtin_catalogue_resolves_the_google_model_ids_gemini_cli_uses():
+    from bytespike.gateway.catalogue import Catalogue
+
+    catalogue = Catalogue(load(None, environ={}))
+    for google_id in ("gemini-3.1-pro-preview", "gemini-2.5-pro", "gemini-2.5-flash", "gemini-3.1-flash-lite",
+                      "gemini-3-flash-preview", "gemini-2.5-flash-lite"):
+        resolved = catalogue.resolve(google_id)
+        assert resolved is not None and resolved.model.id == "gemini-3-1-pro", google_id
+        assert resolved.asked == google_id

@@ -308,9 +308,9 @@ def test_models_in_openai_shape(gateway: Gateway, acct):
     raw = httpx.get(gateway.url + "/v1/models", headers={"authorization": f"Bearer {acct['key']}"}).json()
     assert raw["object"] == "list"
     gpt = next(m for m in raw["data"] if m["id"] == "gpt-5-5")
-    assert gpt["protocols_aggregate"] == ["openai", "anthropic:translated"]
+    assert gpt["protocols_aggregate"] == ["openai", "anthropic:translated", "gemini:translated"]
     claude = next(m for m in raw["data"] if m["id"] == "claude-sonnet-4-6")
-    assert claude["protocols_aggregate"] == ["anthropic", "openai:translated"]
+    assert claude["protocols_aggregate"] == ["anthropic", "openai:translated", "gemini:translated"]
     assert "claude-3-5-sonnet-20241022" in claude["aliases"]
     one = oai(gateway, acct["key"]).models.retrieve("gpt-5-5")
     assert one.id == "gpt-5-5"

@@ -442,6 +442,7 @@ def test_cached_content_tokens_are_split_out_of_input() -> None:
         "output_tokens": 12,
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": 800,
+        "output_tokens_details": {"thinking_tokens": 7},  # thoughts are part of output_tokens
     }
 
 

@@ -1158,10 +1158,11 @@ def test_models_list_marks_translated_protocols_and_lists_the_route_caveats(
     gateway: Gateway, acct: dict[str, Any], anthropic_shape: bool
 ) -> None:
     entries = model_entries(gateway, acct["key"], anthropic_shape)
-    assert entries["gpt-5-5"]["protocols_aggregate"] == ["openai", "anthropic:translated"]
-    assert entries["deepseek-v4-pro"]["protocols_aggregate"] == ["openai", "anthropic:translated"]
-    assert entries["gemini-3-1-pro"]["protocols_aggregate"] == ["anthropic:translated", "openai:translated"]
-    assert entries["claude-sonnet-4-6"]["protocols_aggregate"] == ["anthropic", "openai:translated"]
+    assert entries["gpt-5-5"]["protocols_aggregate"] == ["openai", "anthropic:translated", "gemini:translated"]
+    assert entries["deepseek-v4-pro"]["protocols_aggregate"] == ["openai", "anthropic:translated", "gemini:translated"]
+    assert entries["gemini-3-1-pro"]["protocols_aggregate"] == ["gemini", "anthropic:translated", "openai:translated"]
+    assert entries["claude-sonnet-4-6"]["protocols_aggregate"] == ["anthropic", "openai:translated",
+                                                                   "gemini:translated"]
     for model in ("gpt-5-5", "deepseek-v4-pro"):
         assert set(chat_translate.CAVEATS) <= set(entries[model]["caveats"])
     assert set(gemini_translate.CAVEATS) <= set(entries["gemini-3-1-pro"]["caveats"])

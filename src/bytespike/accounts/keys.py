@@ -30,9 +30,10 @@ def digest(key: str) -> str:
 
 
 def key_from_headers(headers: dict[bytes, bytes]) -> str | None:
-    raw = headers.get(b"x-api-key")
-    if raw:
-        return raw.decode("latin-1").strip()
+    for name in (b"x-api-key", b"x-goog-api-key"):
+        raw = headers.get(name)
+        if raw:
+            return raw.decode("latin-1").strip()
     auth = headers.get(b"authorization")
     if auth and auth[:7].lower() == b"bearer ":
         return auth[7:].decode("latin-1").strip()
@@ -99,12 +100,14 @@ class KeyLookup:
     def forget(self) -> None:
         self._cache.clear()
 
-    async def authenticate(self, headers: dict[bytes, bytes]) -> KeyRecord:
-        key = key_from_headers(headers)
+    async def authenticate(self, headers: dict[bytes, bytes], query_key: str | None = None) -> KeyRecord:
+        """``query_key``: a key the protocol lets clients send in the URL (Gemini's ``?key=``)."""
+        key = key_from_headers(headers) or (query_key.strip() if query_key else None)
         if not key:
             raise GatewayError(
                 "authentication_error",
-                "missing API key: send it in the x-api-key header or as Authorization: Bearer",
+                "missing API key: send it in the x-api-key header or as Authorization: Bearer "
+                "(on Gemini routes also in x-goog-api-key or ?key=)",
             )
         record = await self.find(key) if key.startswith(PREFIX) else None
         if record is None:

@@ -19,13 +19,15 @@ _COUNT_FIELDS = ("messages", "system", "tools", "tool_choice", "thinking", "outp
 
 
 async def count(state: State, resolved: Resolved, hub: dict[str, Any], body: bytes,
-                headers: Mapping[bytes, bytes], query: bytes) -> tuple[int, bytes]:
-    """``hub``: the request as a Messages request; ``body``: the client's bytes (a same-wire
-    counter may take them unchanged)."""
+                headers: Mapping[bytes, bytes], query: bytes, wire: str) -> tuple[int, bytes]:
+    """``hub``: the request as a Messages request; ``body``: the client's bytes in its ``wire`` (a
+    same-wire counter may take them unchanged; any other gets the hub request)."""
     dep = resolved.model.deployments[0]
     provider = state.settings.providers[dep.provider]
-    counted = TYPES[provider.type].count_request(hub, body, headers, query.decode("latin-1") if query else "",
-                                                 provider, dep)
+    utype = TYPES[provider.type]
+    if utype.wire != wire:
+        body, headers, query = orjson.dumps(hub), {}, b""
+    counted = utype.count_request(hub, body, headers, query.decode("latin-1") if query else "", provider, dep)
     if counted is None:
         return 200, orjson.dumps({"input_tokens": estimate_tokens(hub)})
     resp = await state.upstreams.open(dep.provider, counted.request)

@@ -29,6 +29,7 @@ from bytespike.http.asgi import (
     header_map,
     headers_list,
     read_body,
+    request_params,
     send_body,
 )
 from bytespike.protocols.base import Inbound, Relay
@@ -69,8 +70,10 @@ async def _infer(state: State, scope: Scope, receive: Receive, send: Send, inbou
         call.task_id, task.call = task.task_id, call
     try:
         body = await read_body(receive, state.settings.max_body_bytes, headers.get(b"content-length"))
-        call.key = task.key if task is not None else await state.keys.authenticate(headers)
-        req = call.req = inbound.parse(body, scope.get("path_params") or {})
+        params = request_params(scope)
+        call.key = task.key if task is not None else await state.keys.authenticate(
+            headers, params.get(inbound.key_param) if inbound.key_param else None)
+        req = call.req = inbound.parse(body, params)
         call.stream = req.get("stream") is True
         call.resolved = resolve(state, req.get("model"), call.key)
         plan = Plan(inbound, call.resolved, req, body, headers, scope.get("query_string", b""),

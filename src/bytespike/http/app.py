@@ -103,9 +103,14 @@ def create_app(settings: Settings, *, demo: bool = False, extra_routes: list[Any
         return Endpoint(fn, holder, methods)
 
     post, get = ("POST",), ("GET",)
-    actions: dict[str, Callable[[Inbound], Handler]] = {"infer": pipeline.entry, "count_tokens": endpoints.count_tokens}
+    actions: dict[str, tuple[Callable[[Inbound], Handler], tuple[str, ...]]] = {
+        "infer": (pipeline.entry, post),
+        "count_tokens": (endpoints.count_tokens, post),
+        "models": (lambda _: endpoints.list_models, get),
+        "model": (lambda _: endpoints.get_model, get),
+    }
     routes: list[Any] = [
-        *(Route(path, ep(actions[action](inbound), post))
+        *(Route(path, ep(actions[action][0](inbound), actions[action][1]))
           for inbound in INBOUND.values() for path, action in inbound.routes.items()),
         Route("/v1/models", ep(endpoints.list_models, get)),
         Route("/v1/models/{model_id:path}", ep(endpoints.get_model, get)),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 
@@ -15,6 +16,14 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 JSON = b"application/json"
 SSE = b"text/event-stream; charset=utf-8"
+
+
+def request_params(scope: Scope) -> dict[str, str]:
+    """The query's parameters (first value of each) and the route's path parameters, which win."""
+    query = scope.get("query_string", b"")
+    params = dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True)) if query else {}
+    params.update(scope.get("path_params") or {})
+    return params
 
 
 def header_map(scope: Scope) -> dict[bytes, bytes]:

@@ -23,6 +23,7 @@ from bytespike.http.asgi import (
     header_map,
     headers_list,
     read_body,
+    request_params,
     send_body,
     send_json,
 )
@@ -44,6 +45,11 @@ async def _guard(send: Send, inbound: Inbound, rid: str, fn: Callable[[], Awaita
 
 def _shape(scope: Scope, headers: dict[bytes, bytes]) -> Inbound:
     return for_request(scope["path"], headers, MODEL_LIST_DEFAULT)
+
+
+def _query_key(scope: Scope, inbound: Inbound) -> str | None:
+    """The key in the URL, for a protocol that lets clients send it there."""
+    return request_params(scope).get(inbound.key_param) if inbound.key_param else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +111,7 @@ async def list_models(state: State, scope: Scope, receive: Receive, send: Send) 
     shape = _shape(scope, headers)
 
     async def run() -> None:
-        key = await state.keys.authenticate(headers)
+        key = await state.keys.authenticate(headers, _query_key(scope, shape))
         await send_json(send, 200, shape.model_list(_entries(state, key.group, shape)), rid)
 
     await _guard(send, shape, rid, run)
@@ -118,8 +124,8 @@ async def get_model(state: State, scope: Scope, receive: Receive, send: Send) ->
     model_id = scope["path_params"]["model_id"]
 
     async def run() -> None:
-        key = await state.keys.authenticate(headers)
-        resolved = state.catalogue.resolve(model_id)
+        key = await state.keys.authenticate(headers, _query_key(scope, shape))
+        resolved = state.catalogue.resolve(model_id.removeprefix("models/"))
         if resolved is None or not state.catalogue.allows(key.group, resolved.model.id):
             raise GatewayError("not_found_error", f"model {model_id!r} not found")
         entry = _model_entry(state, resolved.model, key.group, shape)
@@ -144,11 +150,13 @@ def count_tokens(inbound: Inbound) -> Handler:
 
         async def run() -> None:
             body = await read_body(receive, state.settings.max_body_bytes, headers.get(b"content-length"))
-            key = await state.keys.authenticate(headers)
-            hub = inbound.parse_count(body, scope.get("path_params") or {})
+            params = request_params(scope)
+            key = await state.keys.authenticate(headers, params.get(inbound.key_param) if inbound.key_param else None)
+            hub = inbound.parse_count(body, params)
             resolved = resolve(state, hub["model"], key)
-            status, out = await count(state, resolved, hub, body, headers, scope.get("query_string", b""))
-            await send_body(send, status, out, headers_list(JSON, rid))
+            status, out = await count(state, resolved, hub, body, headers, scope.get("query_string", b""),
+                                      inbound.wire)
+            await send_body(send, status, inbound.count_answer(out), headers_list(JSON, rid))
 
         await _guard(send, inbound, rid, run)
 

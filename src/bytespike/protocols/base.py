@@ -86,7 +86,8 @@ class Inbound(Protocol):
     name: str  # recorded on usage records and logs; the label in ``protocols_aggregate``
     wire: str  # an upstream type with the same wire serves it natively (body through unchanged)
     caveats: tuple[str, ...]  # what reaching a model through this protocol by translation loses
-    routes: Mapping[str, str]  # path -> "infer" | "count_tokens"
+    routes: Mapping[str, str]  # path -> "infer" | "count_tokens" (POST), "models" | "model" (GET)
+    key_param: str | None  # a query parameter that may carry the client's key (Gemini's ``?key=``)
     # Whether model lists also name other vendors' models under ``claude-via-<id>`` (for clients,
     # such as Claude Code's gateway model discovery, that keep only ``claude-`` ids).
     lists_discovery_ids: bool
@@ -105,7 +106,7 @@ class Inbound(Protocol):
     def parse(self, body: bytes, params: Mapping[str, str]) -> dict[str, Any]:
         """The request as the road sees it: a dict with the ``model`` asked for (and ``stream``
         when streamed); a GatewayError (400) for anything the road cannot serve. ``params``: the
-        route's path parameters. The body bytes themselves are what a native upstream gets."""
+        query's parameters and the route's path parameters (which win). The body bytes themselves are what a native upstream gets."""
         ...
 
     def parse_count(self, body: bytes, params: Mapping[str, str]) -> dict[str, Any]:
@@ -136,6 +137,10 @@ class Inbound(Protocol):
 
     def from_message(self, message: dict[str, Any], model: str) -> bytes:
         """A whole Messages answer -> the client's response body."""
+        ...
+
+    def count_answer(self, raw: bytes) -> bytes:
+        """A token count as ``{"input_tokens": N}`` -> the client's counting response."""
         ...
 
     def error_body(self, err: GatewayError, request_id: str) -> bytes: ...

@@ -102,12 +102,14 @@ def usage_from_openai(usage: Mapping[str, Any] | None) -> dict[str, int]:
     cache_read = _int(details.get("cached_tokens")) or _int(usage.get("prompt_cache_hit_tokens"))
     cache_write = _int(details.get("cache_write_tokens"))
     prompt = _int(usage.get("prompt_tokens"))
-    return {
+    out: dict[str, Any] = {
         "input_tokens": max(prompt - cache_read - cache_write, 0),
         "output_tokens": _int(usage.get("completion_tokens")),
         "cache_creation_input_tokens": cache_write,
         "cache_read_input_tokens": cache_read,
     }
+    _thinking_tokens(out, _int(mapping(usage.get("completion_tokens_details")).get("reasoning_tokens")))
+    return out
 
 
 def usage_from_gemini(usage: Mapping[str, Any] | None) -> dict[str, int]:
@@ -116,12 +118,20 @@ def usage_from_gemini(usage: Mapping[str, Any] | None) -> dict[str, int]:
         return empty_usage()
     cached = _int(usage.get("cachedContentTokenCount"))
     prompt = _int(usage.get("promptTokenCount")) + _int(usage.get("toolUsePromptTokenCount"))
-    return {
+    out: dict[str, Any] = {
         "input_tokens": max(prompt - cached, 0),
         "output_tokens": _int(usage.get("candidatesTokenCount")) + _int(usage.get("thoughtsTokenCount")),
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": cached,
     }
+    _thinking_tokens(out, _int(usage.get("thoughtsTokenCount")))
+    return out
+
+
+def _thinking_tokens(usage: dict[str, Any], tokens: int) -> None:
+    """Reasoning tokens (part of output_tokens) as Anthropic reports them, when the vendor said how many."""
+    if tokens:
+        usage["output_tokens_details"] = {"thinking_tokens": tokens}
 
 
 # --- ids ---------------------------------------------------------------------------------------

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
 from bytespike.protocols.base import EventSource
 from bytespike.protocols.gemini import upstream as gemini
+from bytespike.protocols.gemini.inbound.protocol import VIEW_KEYS, WIRE
 from bytespike.protocols.json import load_answer
 from bytespike.providers.base import (
     CountRequest,
@@ -19,9 +21,7 @@ from bytespike.providers.base import (
     forward_headers,
 )
 
-WIRE = "gemini_generate_content"
-# Keys an inbound Gemini codec adds to its view of the request (the body itself has neither).
-_VIEW_KEYS = ("model", "stream")
+_CLIENT_ONLY = frozenset({"key"})  # query parameters that stay here: the client's key
 
 
 def request(provider: ProviderSettings, model: str, stream: bool, body: bytes) -> UpstreamRequest:
@@ -45,8 +45,13 @@ class GeminiType:
     def native_request(self, req: dict[str, Any], body: bytes | None, headers: Mapping[bytes, bytes], query: str,
                        provider: ProviderSettings, dep: Deployment, stream: bool) -> UpstreamRequest:
         if body is None:
-            body = orjson.dumps({k: v for k, v in req.items() if k not in _VIEW_KEYS})
-        return request(provider, dep.model, stream, body)
+            body = orjson.dumps({k: v for k, v in req.items() if k not in VIEW_KEYS})
+        headers_up = forward_headers({}, provider, ())
+        headers_up["x-goog-api-key"] = provider.api_key
+        verb = "streamGenerateContent" if stream else "generateContent"
+        kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in _CLIENT_ONLY]
+        url = f"{provider.base_url}/v1beta/models/{dep.model}:{verb}"
+        return UpstreamRequest(url + ("?" + urlencode(kept) if kept else ""), headers_up, body)
 
     def hub_request(self, hub: dict[str, Any], provider: ProviderSettings, dep: Deployment,
                     stream: bool) -> tuple[UpstreamRequest, dict[str, str] | None]:

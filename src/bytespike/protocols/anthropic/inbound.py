@@ -39,6 +39,7 @@ class AnthropicInbound:
     caveats: tuple[str, ...] = ()
     lists_discovery_ids = True
     routes: Mapping[str, str] = MappingProxyType({"/v1/messages": "infer", "/v1/messages/count_tokens": "count_tokens"})
+    key_param: str | None = None
 
     def claims(self, path: str, headers: Mapping[bytes, bytes]) -> int:
         if path.startswith("/v1/messages"):
@@ -95,6 +96,9 @@ class AnthropicInbound:
 
     def from_message(self, message: dict[str, Any], model: str) -> bytes:
         return orjson.dumps(message)
+
+    def count_answer(self, raw: bytes) -> bytes:
+        return raw
 
     def error_body(self, err: GatewayError, request_id: str) -> bytes:
         return err.anthropic_body(request_id)

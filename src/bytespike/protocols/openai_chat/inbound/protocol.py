@@ -35,6 +35,7 @@ class ChatInbound:
     caveats: tuple[str, ...] = tuple(CAVEATS)
     lists_discovery_ids = False
     routes: Mapping[str, str] = MappingProxyType({"/v1/chat/completions": "infer"})
+    key_param: str | None = None
 
     def claims(self, path: str, headers: Mapping[bytes, bytes]) -> int:
         return 2 if path.startswith("/v1/chat") else 0
@@ -96,6 +97,9 @@ class ChatInbound:
 
     def from_message(self, message: dict[str, Any], model: str) -> bytes:
         return orjson.dumps(message_to_chat_completion(message, model))
+
+    def count_answer(self, raw: bytes) -> bytes:
+        return raw
 
     def error_body(self, err: GatewayError, request_id: str) -> bytes:
         return err.openai_body()
