@@ -18,13 +18,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import IO
 
-from sqlalchemy import select
-
 from bytespike.billing import money
 from bytespike.errors import GatewayError
 from bytespike.store import ledger as books
 from bytespike.store.db import Database
-from bytespike.store.schema import accounts
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +77,7 @@ class SharedWallets:
     async def reserve(self, request_id: str, account_id: str, key_id: str, n: Need, now: float,
                       expires_at: float) -> tuple[int, int | None]:
         async with self.db.write() as conn:
-            if not self.db.sqlite:
-                await conn.execute(select(accounts.c.id).where(accounts.c.id == account_id).with_for_update())
+            await books.lock_accounts(conn, [account_id])
             available = await books.balance(conn, account_id) - await books.held(conn, account_id, now)
             hold, lowered = _shrink(n, available)
             await books.insert_holds(conn, [books.HoldRow(request_id, account_id, key_id, hold, now, expires_at)])

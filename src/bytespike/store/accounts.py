@@ -254,7 +254,9 @@ class Accounts:
 
 async def append_entry(conn, account_id: str, kind: str, amount: int, note: str = "",  # type: ignore[no-untyped-def]
                        request_id: str | None = None, key_id: str | None = None) -> int:
-    """Append to the ledger inside the caller's write transaction; the balance is carried forward."""
+    """Append to the ledger inside the caller's write transaction; the balance is carried forward
+    under the account's row lock (see ``store.ledger``)."""
+    await books.lock_accounts(conn, [account_id])
     balance = await books.balance(conn, account_id) + amount
     await conn.execute(
         insert(ledger).values(

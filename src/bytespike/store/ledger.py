@@ -3,6 +3,13 @@
 A settlement is the charge (a ledger entry, idempotent on the request id), the release of its
 hold and its usage record. A batch of them is written in one transaction, so each one is atomic
 and the writer pays for one commit per batch, not per request.
+
+Each ledger entry carries the balance after it, so whoever appends reads the last one first. On
+PostgreSQL two instances doing that at once would both read the same balance and one charge would
+be lost; so every writer of an account's ledger or holds first locks the account's row
+(``SELECT ... FOR UPDATE``, see :func:`lock_accounts`), the same lock admission takes. Row locks,
+not serializable retries: a charge is written once, never re-run, and the wait is one short
+transaction. On SQLite every write transaction already holds the database's write lock.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bytespike.store.schema import holds, ledger, usage_records
+from bytespike.store.schema import accounts, holds, ledger, usage_records
 
 
 @dataclass(slots=True)
@@ -38,6 +45,15 @@ class Settlement:
     had_hold: bool
     record: dict[str, Any] = field(default_factory=dict)
     due: float = 0.0  # monotonic time before which it is not written (tests widen the gap this way)
+
+
+async def lock_accounts(conn: AsyncConnection, account_ids: Iterable[str]) -> None:
+    """Lock the accounts' rows until the transaction ends (PostgreSQL; a no-op on SQLite, whose
+    write transactions are already exclusive). Sorted, so two writers never deadlock."""
+    ids = sorted(set(account_ids))
+    if ids and conn.dialect.name != "sqlite":
+        await conn.execute(select(accounts.c.id).where(accounts.c.id.in_(ids)).order_by(accounts.c.id)
+                           .with_for_update())
 
 
 async def balance(conn: AsyncConnection, account_id: str) -> int:
@@ -77,11 +93,12 @@ async def delete_expired_holds(conn: AsyncConnection, now: float) -> int:
 async def write_settlements(conn: AsyncConnection, items: Sequence[Settlement], now: float) -> None:
     """Charges, hold releases and usage records of ``items``, in the caller's write transaction.
 
-    Balances are read once per account and carried forward entry by entry; a request id already
-    in the ledger is never charged again.
+    The accounts' rows are locked first, then balances are read once per account and carried
+    forward entry by entry; a request id already in the ledger is never charged again.
     """
     if not items:
         return
+    await lock_accounts(conn, [s.account_id for s in items if s.account_id and (s.charge or s.had_hold)])
     charged = [s for s in items if s.charge and s.account_id]
     if charged:
         ids = [s.request_id for s in charged]
