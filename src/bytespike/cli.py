@@ -24,6 +24,7 @@ from bytespike.config import ConfigError, Settings, load
 from bytespike.store import usage as usage_store
 from bytespike.store.accounts import Accounts, Conflict, NotFound
 from bytespike.store.db import Database, upgrade
+from bytespike.store.redis import announce_key_change
 
 app = typer.Typer(help="ByteSpike: a self-hosted LLM gateway.", no_args_is_help=True, add_completion=False)
 users_app = typer.Typer(help="People.", no_args_is_help=True)
@@ -57,8 +58,10 @@ def _run(config: str | None, fn: Callable[[Accounts, Settings], Awaitable[T]]) -
     async def go() -> T:
         await upgrade(settings.database_url)
         db = Database(settings.database_url)
+        url = settings.redis_url
+        announce = (lambda key_id: announce_key_change(url, key_id)) if url else None
         try:
-            return await fn(Accounts(db), settings)
+            return await fn(Accounts(db, announce=announce), settings)
         finally:
             await db.close()
 

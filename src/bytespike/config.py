@@ -110,7 +110,12 @@ class Settings:
     managed_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     # A translated stream whose upstream is silent this long gets a keepalive frame (Anthropic's ping).
     stream_keepalive: float = 10.0
+    # What requests get while Redis is unreachable: "closed" (503 for work whose limits cannot be
+    # checked) or "open" (served, limits reconciled once Redis is back).
+    redis_policy: str = "closed"
 
+
+REDIS_POLICIES = ("closed", "open")
 
 # ---------------------------------------------------------------- loading
 
@@ -167,6 +172,11 @@ def _overrides(s: Settings, env: dict[str, str]) -> Settings:
         changes["database_url"] = env["BYTESPIKE_DATABASE_URL"]
     if env.get("BYTESPIKE_REDIS_URL"):
         changes["redis_url"] = env["BYTESPIKE_REDIS_URL"]
+    if env.get("BYTESPIKE_REDIS_POLICY"):
+        policy = env["BYTESPIKE_REDIS_POLICY"].strip().lower()
+        if policy not in REDIS_POLICIES:
+            raise ConfigError(f"BYTESPIKE_REDIS_POLICY={policy!r}: expected one of {', '.join(REDIS_POLICIES)}")
+        changes["redis_policy"] = policy
     if env.get("BYTESPIKE_ADMIN_TOKEN"):
         changes["admin_token"] = env["BYTESPIKE_ADMIN_TOKEN"]
     return replace(s, **changes) if changes else s
@@ -290,8 +300,8 @@ def _settings(root: _Node) -> Settings:
     _unknown(
         root,
         top,
-        ("database_url", "redis_url", "admin_token", "providers", "models", "groups", "limits", "server",
-         "logging", "routing", "model_patterns", "claude_code", "sign_in"),
+        ("database_url", "redis_url", "redis_policy", "admin_token", "providers", "models", "groups", "limits",
+         "server", "logging", "routing", "model_patterns", "claude_code", "sign_in"),
     )
     breaker = BreakerConfig()
     if "routing" in top:
@@ -352,10 +362,16 @@ def _settings(root: _Node) -> Settings:
         if "prompts" in lg:
             log_prompts = lg["prompts"].boolean()
     db = top["database_url"].string() if "database_url" in top else "sqlite:///./bytespike.db"
+    redis_policy = "closed"
+    if "redis_policy" in top:
+        redis_policy = str(top["redis_policy"].string()).strip().lower()
+        if redis_policy not in REDIS_POLICIES:
+            raise top["redis_policy"].fail(f"expected one of {', '.join(REDIS_POLICIES)}, got {redis_policy!r}")
     return Settings(
         source=root.source,
         database_url=db or "sqlite:///./bytespike.db",
         redis_url=top["redis_url"].string(allow_null=True) if "redis_url" in top else None,
+        redis_policy=redis_policy,
         admin_token=top["admin_token"].string(allow_null=True) if "admin_token" in top else None,
         providers=providers,
         models=models,

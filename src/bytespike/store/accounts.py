@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import orjson
@@ -54,8 +55,11 @@ def key_from_row(row) -> KeyRecord:  # type: ignore[no-untyped-def]
 
 
 class Accounts:
-    def __init__(self, db: Database) -> None:
+    """``announce(key_id)`` tells other instances a key changed (Redis pub/sub), after the commit."""
+
+    def __init__(self, db: Database, announce: Callable[[str], Awaitable[None]] | None = None) -> None:
         self.db = db
+        self.announce = announce
 
     # ------------------------------------------------------------ people and orgs
 
@@ -208,14 +212,16 @@ class Accounts:
                     expires_at=expires_at,
                 )
             )
-        self._keys_changed()
+        await self._keys_changed(key_id)
         return KeyRecord(key_id, account_id, user_id, group, name, tuple(limits or ()), max_concurrency, None,
                          expires_at)
 
-    def _keys_changed(self) -> None:
+    async def _keys_changed(self, key_id: str) -> None:
         counter = self.db.key_changes
         if counter is not None:
             counter.bump()
+        if self.announce is not None:
+            await self.announce(key_id)
 
     async def list_keys(self, account_id: str) -> list[dict]:
         async with self.db.read() as conn:
@@ -244,7 +250,7 @@ class Accounts:
                 exists = (await conn.execute(select(api_keys.c.id).where(api_keys.c.id == key_id))).first()
                 if exists is None:
                     raise NotFound(f"no key with id {key_id!r}")
-        self._keys_changed()
+        await self._keys_changed(key_id)
 
     async def key_by_hash(self, key_hash: str) -> KeyRecord | None:
         async with self.db.read() as conn:

@@ -78,6 +78,26 @@ async def held(conn: AsyncConnection, account_id: str, now: float) -> int:
     )).scalar_one())
 
 
+async def key_usage(conn: AsyncConnection, key_id: str, since: float) -> list[tuple[str, float, int, int]]:
+    """(request id, time, cost, tokens) of the key's billed requests after ``since``, oldest first."""
+    u = usage_records.c
+    tokens = u.input_tokens + u.output_tokens + u.cache_read_tokens + u.cache_write_5m_tokens + u.cache_write_1h_tokens
+    rows = (await conn.execute(
+        select(u.request_id, u.created_at, u.cost, tokens)
+        .where(u.key_id == key_id, u.created_at > since, u.status.in_(("succeeded", "client_disconnected")))
+        .order_by(u.created_at)
+    )).all()
+    return [(str(r[0]), float(r[1]), int(r[2]), int(r[3])) for r in rows]
+
+
+async def key_holds(conn: AsyncConnection, key_id: str, now: float) -> list[tuple[str, float, int]]:
+    """(request id, expires_at, amount) of the key's unexpired holds: its requests in flight."""
+    rows = (await conn.execute(
+        select(holds.c.id, holds.c.expires_at, holds.c.amount).where(holds.c.key_id == key_id, holds.c.expires_at > now)
+    )).all()
+    return [(str(r[0]), float(r[1]), int(r[2])) for r in rows]
+
+
 async def insert_holds(conn: AsyncConnection, rows: Sequence[HoldRow]) -> None:
     if rows:
         await conn.execute(insert(holds), [

@@ -9,7 +9,6 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bytespike.store.db import MIGRATION_LOCK
-
 from bytespike.store.schema import metadata
 
 config = context.config
