@@ -110,6 +110,8 @@ class Postgres:
                 self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    close = stop
+
 
 class Redis:
     """One redis-server without persistence; :meth:`stop` and :meth:`start` again on the same port."""
