@@ -87,3 +87,13 @@ def test_serve_with_a_bad_file_fails_at_start_naming_line_and_field(tmp_path: Pa
     assert res.returncode == 2
     assert f"{bad}:11: models.claude-sonnet-4-6.deployments[0].weight: weight must be at least 1" in \
         res.stderr.replace("\n", "")
+
+
+def test_redis_policy_defaults_to_closed_and_a_bad_one_names_its_line():
+    assert parse(GOOD, "b.yaml", {}).redis_policy == "closed"
+    assert parse(GOOD + "redis_policy: open\n", "b.yaml", {}).redis_policy == "open"
+    assert parse(GOOD, "b.yaml", {"BYTESPIKE_REDIS_POLICY": "open"}).redis_policy == "open"
+    with pytest.raises(ConfigError, match=r"^b.yaml:15: redis_policy: expected one of closed, open"):
+        parse(GOOD + "redis_policy: sometimes\n", "b.yaml", {})
+    with pytest.raises(ConfigError, match="BYTESPIKE_REDIS_POLICY"):
+        parse(GOOD, "b.yaml", {"BYTESPIKE_REDIS_POLICY": "maybe"})

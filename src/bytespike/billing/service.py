@@ -327,11 +327,17 @@ class Billing:
 
     async def _admit_recorded(self, wallets: SharedWallets, request_id: str, key: KeyRecord, n: Need, now: float,
                               price: money.Price, mult: Decimal) -> Ticket:
-        """Windows decided in the database, inside the hold's transaction (see ``recorded.py``)."""
+        """Windows decided in the database, inside the hold's transaction (see ``recorded.py``). Only
+        capped windows are read: a key without caps costs no more than its hold."""
+        capped = tuple(s for s in self._window_specs(key)
+                       if s.usd is not None or s.requests is not None or s.tokens is not None)
+        if not capped and key.max_concurrency is None:
+            hold, lowered = await wallets.reserve(request_id, key.account_id, key.id, n, now, now + self.hold_seconds)
+            return Ticket(request_id, key.account_id, key.id, hold, price, mult, lowered, None, None)
         seen: list[tuple[lim.KeyWindows, lim.Ticket]] = []
 
         async def gate(conn: Any, n: Need) -> Need:
-            kw = await recorded.key_windows(conn, key.id, self._window_specs(key), key.max_concurrency, now)
+            kw = await recorded.key_windows(conn, key.id, capped, key.max_concurrency, now)
             n = _fit_headroom(n, kw.usd_headroom(now))
             decision = kw.admit(now, n.hold)
             if isinstance(decision, lim.Refused):
