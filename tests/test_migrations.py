@@ -17,7 +17,20 @@ from bytespike.store.db import upgrade_sync
 from bytespike.store.schema import metadata
 from support.services import Postgres
 
-PREVIOUS_RELEASE = "0001"
+
+def _revisions() -> tuple[str, str]:
+    """(head, the revision before it): the previous release's schema is one migration behind."""
+    from alembic.script import ScriptDirectory
+
+    from bytespike.store.db import _alembic_config
+
+    script = ScriptDirectory.from_config(_alembic_config("sqlite:///unused.db"))
+    head = script.get_revision(script.get_current_head())
+    assert head is not None and isinstance(head.down_revision, str)
+    return head.revision, head.down_revision
+
+
+HEAD, PREVIOUS_RELEASE = _revisions()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -59,7 +72,7 @@ def _version(conn: Any) -> list[str]:
 
 def test_migrating_an_empty_database_gives_exactly_the_schema_the_code_uses(empty_db: str) -> None:
     upgrade_sync(empty_db)
-    assert _inspect(empty_db, _version) == ["0002"]
+    assert _inspect(empty_db, _version) == [HEAD]
     assert _inspect(empty_db, _differences) == []
 
 
@@ -80,7 +93,7 @@ def test_a_database_of_the_previous_release_keeps_its_data_through_the_upgrade(e
         return (_version(conn), [tuple(r) for r in conn.execute(text("SELECT amount, balance_after FROM ledger"))],
                 [tuple(r) for r in conn.execute(text("SELECT id, key_id, amount FROM holds"))])
 
-    assert _inspect(empty_db, read) == (["0002"], [(5000000000, 5000000000)], [("req_1", "key_1", 7)])
+    assert _inspect(empty_db, read) == ([HEAD], [(5000000000, 5000000000)], [("req_1", "key_1", 7)])
     assert _inspect(empty_db, _differences) == []
 
 
@@ -90,5 +103,5 @@ def test_processes_starting_together_on_an_empty_database_migrate_it_once(empty_
              for _ in range(4)]
     errors = [p.communicate(timeout=120)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
-    assert _inspect(empty_db, _version) == ["0002"]
+    assert _inspect(empty_db, _version) == [HEAD]
     assert _inspect(empty_db, _differences) == []

@@ -24,7 +24,7 @@ def workers(fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 def test_two_workers_start_together_on_an_empty_sqlite_database(workers: Gateway) -> None:
     assert workers.proc is not None and workers.proc.poll() is None
-    assert workers.query("SELECT version_num FROM alembic_version") == [("0002",)]
+    assert workers.query("SELECT version_num FROM alembic_version") == [("0006_holds_by_key",)]
     assert "already exists" not in workers.log.read_text()
 
 

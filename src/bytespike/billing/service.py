@@ -10,10 +10,12 @@ requests run at once. Where the windows live depends on who else serves the data
   is unreachable the ``redis_policy`` decides: ``closed`` answers 503 for requests whose limits
   cannot be checked, ``open`` serves them and counts them in Redis once it is back;
 - several processes without Redis (``serve --workers N`` on SQLite, or PostgreSQL alone): in the
-  database, decided inside the hold's transaction (``recorded.py``). Settlement (after the answer) is queued to one background writer that
-writes, in batches, each request's charge (idempotent on the request id), the release of its hold
-and its usage record, each atomically. Failures release the hold and charge nothing. Holds left by
-a process that died expire and are deleted at start and by a periodic sweep.
+  database, decided inside the hold's transaction (``recorded.py``).
+
+Settlement (after the answer) is queued to one background writer that writes, in batches, each
+request's charge (idempotent on the request id), the release of its hold and its usage record,
+each atomically. Failures release the hold and charge nothing. Holds left by a process that died
+expire and are deleted at start and by a periodic sweep.
 
 Environment switches, read once when ``Billing`` is built:
 

@@ -1,13 +1,13 @@
 """Index holds by key: limits decided in the database and rebuilt into Redis count a key's open holds.
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0006_holds_by_key
+Revises: 0005_device_sign_in
 """
 
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "0006_holds_by_key"
+down_revision = "0005_device_sign_in"
 branch_labels = None
 depends_on = None
 
