@@ -129,11 +129,12 @@ def test_a_concurrency_cap_of_two_never_has_three_in_flight_across_instances(
     exact_answers(fake, body, 20, delay=0.6)
     acct = cluster[0].account(max_concurrency=2)
     fake.reset()
+    base = fake.in_flight  # requests another test left open at the fake
     exact_answers(fake, body, 20, delay=0.6)
     rs = post_all(spread(cluster, 12), acct["key"], body)
     codes = [r.status_code for r in rs]
     assert codes.count(200) >= 2 and set(codes) <= {200, 429}, codes
-    assert fake.max_in_flight == 2
+    assert fake.max_in_flight - base == 2
     assert all("concurrent" in r.json()["error"]["message"] for r in rs if r.status_code == 429)
 
 
@@ -195,7 +196,8 @@ def test_an_instance_killed_mid_stream_leaves_its_hold_to_expire_and_nothing_is_
               '"content_block":{"type":"text","text":""}}\n\n',
               'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
               '"delta":{"type":"text_delta","text":"partial"}}\n\n']
-    fake.queue(sse_answer("".join(frames), chunk_size=80, stall_after=2))
+    # A slow stream (one chunk every half second, about a minute long): the kill lands in the middle.
+    fake.queue(sse_answer("".join(frames) + frames[2] * 120, chunk_size=80, delay_between=0.5))
     victim = cluster[2]
     got: dict[str, Any] = {}
 
