@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -18,7 +19,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import orjson
 import yaml
@@ -103,12 +104,25 @@ def start_fake(workdir: Path, cpus: set[int] | None, whole_streams: bool = False
 # ---------------------------------------------------------------- gateway set-up
 
 
-def write_config(workdir: Path, fake_url: str) -> tuple[Path, str]:
-    """The built-in catalogue with every provider pointed at the fake upstream; returns (path, database URL)."""
+def start_services() -> tuple[Any, Any]:
+    """Throwaway PostgreSQL and Redis servers, the same the tests use (Debian's postgresql, redis-server)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from support.services import Postgres, Redis, postgres_bin
+
+    bindir, redis = postgres_bin(), shutil.which("redis-server")
+    if bindir is None or redis is None:
+        raise RuntimeError("--shared needs PostgreSQL and Redis: apt-get install postgresql redis-server")
+    return Postgres(bindir).start(), Redis(redis).start()
+
+
+def write_config(workdir: Path, fake_url: str, db_url: str | None = None,
+                 redis_url: str | None = None) -> tuple[Path, str]:
+    """The built-in catalogue with every provider pointed at the fake upstream; returns (path, database URL).
+    Without ``db_url``, a SQLite database in ``workdir``."""
     cfg = yaml.safe_load(CATALOGUE.read_text())
-    db_url = f"sqlite:///{workdir / 'bytespike.db'}"
+    db_url = db_url or f"sqlite:///{workdir / 'bytespike.db'}"
     cfg["database_url"] = db_url
-    cfg["redis_url"] = None
+    cfg["redis_url"] = redis_url
     cfg["admin_token"] = "bench-admin-token-" + os.urandom(8).hex()
     for name, p in cfg["providers"].items():
         p["base_url"] = f"{fake_url}/{name}"
@@ -120,8 +134,10 @@ def write_config(workdir: Path, fake_url: str) -> tuple[Path, str]:
 
 def clone_config(config: Path, name: str) -> Path:
     """A copy of ``config`` on a snapshot of its SQLite database (same accounts and keys), for a
-    second gateway: one process owns each SQLite database."""
+    second gateway: one process owns each SQLite database. PostgreSQL is simply shared."""
     cfg = yaml.safe_load(config.read_text())
+    if not str(cfg["database_url"]).startswith("sqlite"):
+        return config
     src = cfg["database_url"].split(":///", 1)[1]
     dst = config.parent / f"{name}.db"
     with sqlite3.connect(src) as a, sqlite3.connect(dst) as b:

@@ -5,7 +5,10 @@ measures, each figure beside a direct call to the same fake upstream in the same
 latency at concurrency 1 on every route, throughput at concurrency 16 and 64, billing on vs off,
 uvicorn vs granian; or, with ``--soak``, the gateway's memory over many requests.
 
-    python bench/run.py [--quick] [--requests N] [--duration S] [--workers N] [--json OUT] [--soak [N]]
+    python bench/run.py [--quick] [--requests N] [--duration S] [--workers N] [--json OUT] [--soak [N]] [--shared]
+
+``--shared`` runs the same figures on PostgreSQL + Redis (throwaway servers) instead of SQLite:
+run it beside a plain run to compare.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Plan, Path | None]:
     ap.add_argument("--soak-concurrency", type=int, default=16)
     ap.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     ap.add_argument("--no-granian", action="store_true", help="skip the uvicorn vs granian comparison")
+    ap.add_argument("--shared", action="store_true",
+                    help="run every figure on PostgreSQL + Redis (throwaway servers) instead of SQLite")
     ap.add_argument("--whole-streams", action="store_true",
                     help="the fake upstream sends each stream in one write instead of one write per event")
     a = ap.parse_args(argv)
@@ -53,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Plan, Path | None]:
         duration=a.duration or (1 if a.quick else 4),
         latency_cap=float(a.duration) if a.duration else (0.5 if a.quick else 4.0),
         workers=a.workers, pin=not a.no_pin, granian=not a.no_granian, whole_streams=a.whole_streams,
-        soak=a.soak, soak_concurrency=a.soak_concurrency, warm_connections=not a.quick,
+        soak=a.soak, soak_concurrency=a.soak_concurrency, warm_connections=not a.quick, shared=a.shared,
     )
     return plan, a.json
 
@@ -84,7 +89,8 @@ def machine(plan: Plan, placement: str) -> dict[str, Any]:
         "placement": placement, "load_before": _load(), "load_after": None,
         "settings": (f"{plan.requests} requests per latency figure (at most {plan.latency_cap:g} s, after "
                      f"{plan.warmup} warm-up), {plan.duration} s per throughput figure; upstream streams sent "
-                     + ("in one write" if plan.whole_streams else "one write per event")),
+                     + ("in one write" if plan.whole_streams else "one write per event")
+                     + ("; database: PostgreSQL + Redis" if plan.shared else "; database: SQLite")),
         "wrk": shutil.which("wrk") or wrk.WRK,
     }
     inherited = sorted(f"{k}={v}" for k, v in os.environ.items() if k.startswith("BYTESPIKE_"))

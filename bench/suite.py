@@ -42,6 +42,7 @@ class Plan:
     soak: int | None
     soak_concurrency: int
     warm_connections: bool  # before each throughput figure, send two requests per connection first
+    shared: bool = False  # PostgreSQL + Redis (throwaway servers started here) instead of SQLite
 
     @property
     def warmup(self) -> int:
@@ -89,6 +90,7 @@ class Bench:
         self.config = Path()
         self.key = self.empty_key = ""
         self.routes: dict[str, Route] = {}
+        self.services: list[Any] = []  # throwaway PostgreSQL and Redis servers (``Plan.shared``)
 
     def log(self, what: str) -> None:
         """Progress on stderr, so a long run shows where it is."""
@@ -102,6 +104,8 @@ class Bench:
         for p in reversed(self.running):
             p.stop()
         self.running.clear()
+        for svc in reversed(self.services):
+            svc.close()
         self.loop.close()
 
     # ------------------------------------------------------------ processes
@@ -109,7 +113,13 @@ class Bench:
     def start(self) -> None:
         self.fake, self.fake_url = procs.start_fake(self.dir, self.load_cpus, self.plan.whole_streams)
         self.running.append(self.fake)
-        self.config, db_url = procs.write_config(self.dir, self.fake_url)
+        db_url = redis_url = None
+        if self.plan.shared:
+            self.log("starting PostgreSQL and Redis")
+            pg, redis = procs.start_services()
+            self.services += [pg, redis]
+            db_url, redis_url = pg.database(), redis.url
+        self.config, db_url = procs.write_config(self.dir, self.fake_url, db_url, redis_url)
         self.key, self.empty_key = procs.create_accounts(db_url, WALLET_USD)
         self.routes = routes(self.key)
 

@@ -25,6 +25,8 @@ from bytespike.store.accounts import Accounts
 from bytespike.store.db import Database, upgrade
 from fakeupstream import FakeUpstream
 
+pytest_plugins = ["support.services"]
+
 ROOT = Path(__file__).resolve().parent.parent
 RECORDED = ROOT / "tests" / "fixtures" / "recorded"
 BUILTIN = ROOT / "src" / "bytespike" / "defaults.yaml"
@@ -84,8 +86,9 @@ class Gateway:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = self.dir / "gateway.log"
 
-    def start(self, *extra: str) -> Gateway:
-        run_async(upgrade(self.db_url))
+    def start(self, *extra: str, migrate: bool = True) -> Gateway:
+        if migrate:
+            run_async(upgrade(self.db_url))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bytespike", "serve", "--config", str(self.config_path), "--port", str(self.port),
              *extra],

@@ -67,6 +67,8 @@ class FakeUpstream:
         self.received: list[Received] = []
         self._queue: deque[Answer] = deque()
         self.handler: Any = None  # optional callable(Received) -> Answer | None, consulted before the queue
+        self.in_flight = 0  # requests being answered now
+        self.max_in_flight = 0  # the most answered at once since the last reset
         self._lock = threading.Lock()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -82,6 +84,7 @@ class FakeUpstream:
             self._queue.clear()
             self.received.clear()
             self.handler = None
+            self.max_in_flight = self.in_flight
 
     def requests_to(self, fragment: str) -> list[Received]:
         return [r for r in self.received if fragment in r.path]
@@ -110,10 +113,17 @@ class FakeUpstream:
             answer = self.handler(got) if self.handler is not None else None
             if answer is None and self._queue:
                 answer = self._queue.popleft()
-        if answer is None:
-            await simulator.app(scope, _replay_body(body), send)
-            return
-        await self._answer(answer, send)
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if answer is None:
+                await simulator.app(scope, _replay_body(body), send)
+                return
+            await self._answer(answer, send)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
 
     async def _answer(self, a: Answer, send: Any) -> None:
         if a.delay_before:

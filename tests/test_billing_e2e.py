@@ -732,7 +732,8 @@ async def _sweep_scenario(template: Path, settings: Any) -> None:
         key = KeyRecord("key_sweep", account_id, None, "resale", "", ("5h:requests=2",), None, None, None)
         now = [2_000_000_000.0]
         catalogue = Catalogue(settings)
-        billing = Billing(db, catalogue, settings.default_limits, hold_seconds=60, clock=lambda: now[0], environ={})
+        billing = Billing(db, catalogue, settings.default_limits, hold_seconds=60, clock=lambda: now[0], environ={},
+                          local=True)
         await billing.start()
         try:
             done = await billing.admit("req_sweep1", key, catalogue.resolve("claude-haiku-4-5"), 100, 600)

@@ -98,3 +98,11 @@ def test_builtin_catalogue_resolves_the_google_model_ids_gemini_cli_uses():
         resolved = catalogue.resolve(google_id)
         assert resolved is not None and resolved.model.id == "gemini-3-1-pro", google_id
         assert resolved.asked == google_id
+def test_redis_policy_defaults_to_closed_and_a_bad_one_names_its_line():
+    assert parse(GOOD, "b.yaml", {}).redis_policy == "closed"
+    assert parse(GOOD + "redis_policy: open\n", "b.yaml", {}).redis_policy == "open"
+    assert parse(GOOD, "b.yaml", {"BYTESPIKE_REDIS_POLICY": "open"}).redis_policy == "open"
+    with pytest.raises(ConfigError, match=r"^b.yaml:15: redis_policy: expected one of closed, open"):
+        parse(GOOD + "redis_policy: sometimes\n", "b.yaml", {})
+    with pytest.raises(ConfigError, match="BYTESPIKE_REDIS_POLICY"):
+        parse(GOOD, "b.yaml", {"BYTESPIKE_REDIS_POLICY": "maybe"})

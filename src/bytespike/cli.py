@@ -21,7 +21,9 @@ from bytespike.accounts.errors import Actor, Conflict, Forbidden, NotFound, Unav
 from bytespike.accounts.services import Services
 from bytespike.billing import limits as lim
 from bytespike.config import ConfigError, Settings, load
+from bytespike.store.accounts import Accounts
 from bytespike.store.db import Database, upgrade
+from bytespike.store.redis import announce_key_change
 
 app = typer.Typer(help="ByteSpike: a self-hosted LLM gateway.", no_args_is_help=True, add_completion=False)
 users_app = typer.Typer(help="People.", no_args_is_help=True)
@@ -61,8 +63,10 @@ def _run(config: str | None, fn: Callable[[Services, Settings], Awaitable[T]]) -
     async def go() -> T:
         await upgrade(settings.database_url)
         db = Database(settings.database_url)
+        url = settings.redis_url
+        announce = (lambda key_id: announce_key_change(url, key_id)) if url else None
         try:
-            return await fn(Services(db, settings), settings)
+            return await fn(Services(db, settings, accounts=Accounts(db, announce=announce)), settings)
         finally:
             await db.close()
 

@@ -154,7 +154,12 @@ class Settings:
         got = self.tiers.get(name)
         return got if got is not None else default_tiers(self.groups)[name]
     tasks: TasksConfig = TasksConfig()
+    # What requests get while Redis is unreachable: "closed" (503 for work whose limits cannot be
+    # checked) or "open" (served, limits reconciled once Redis is back).
+    redis_policy: str = "closed"
 
+
+REDIS_POLICIES = ("closed", "open")
 
 # ---------------------------------------------------------------- loading
 
@@ -211,6 +216,11 @@ def _overrides(s: Settings, env: dict[str, str]) -> Settings:
         changes["database_url"] = env["BYTESPIKE_DATABASE_URL"]
     if env.get("BYTESPIKE_REDIS_URL"):
         changes["redis_url"] = env["BYTESPIKE_REDIS_URL"]
+    if env.get("BYTESPIKE_REDIS_POLICY"):
+        policy = env["BYTESPIKE_REDIS_POLICY"].strip().lower()
+        if policy not in REDIS_POLICIES:
+            raise ConfigError(f"BYTESPIKE_REDIS_POLICY={policy!r}: expected one of {', '.join(REDIS_POLICIES)}")
+        changes["redis_policy"] = policy
     if env.get("BYTESPIKE_ADMIN_TOKEN"):
         changes["admin_token"] = env["BYTESPIKE_ADMIN_TOKEN"]
     return replace(s, **changes) if changes else s
@@ -334,9 +344,8 @@ def _settings(root: _Node) -> Settings:
     _unknown(
         root,
         top,
-        ("database_url", "redis_url", "admin_token", "providers", "models", "groups", "limits", "server",
-         "logging", "routing", "model_patterns", "claude_code", "sign_in",
-         "accounts", "payments", "tasks"),
+        ("database_url", "redis_url", "redis_policy", "admin_token", "providers", "models", "groups", "limits",
+         "server", "logging", "routing", "model_patterns", "claude_code", "sign_in", "accounts", "payments", "tasks"),
     )
     breaker = BreakerConfig()
     if "routing" in top:
@@ -405,10 +414,16 @@ def _settings(root: _Node) -> Settings:
         if signup not in ("open", "closed"):
             raise sn.fail(f"expected open or closed, got {signup!r}")
     stripe = _payments(top["payments"]) if "payments" in top else None
+    redis_policy = "closed"
+    if "redis_policy" in top:
+        redis_policy = str(top["redis_policy"].string()).strip().lower()
+        if redis_policy not in REDIS_POLICIES:
+            raise top["redis_policy"].fail(f"expected one of {', '.join(REDIS_POLICIES)}, got {redis_policy!r}")
     return Settings(
         source=root.source,
         database_url=db or "sqlite:///./bytespike.db",
         redis_url=top["redis_url"].string(allow_null=True) if "redis_url" in top else None,
+        redis_policy=redis_policy,
         admin_token=top["admin_token"].string(allow_null=True) if "admin_token" in top else None,
         providers=providers,
         models=models,

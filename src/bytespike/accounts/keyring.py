@@ -81,7 +81,7 @@ class Keyring:
                                    max_concurrency=max_concurrency, expires_at=expires_at)
             await record(conn, actor, "key.create", row["id"], account=sc.wallet.name, group=group, name=name,
                          limits=specs, max_concurrency=max_concurrency)
-        self.accounts.keys_changed()
+        await self.accounts.keys_changed(row["id"])
         return {**row, "key": key, "account": sc.wallet.name}
 
     async def page(self, actor: Actor, account: str | None, limit: int = pages.DEFAULT_LIMIT,
@@ -109,7 +109,7 @@ class Keyring:
             if changed:
                 await record(conn, actor, "key.revoke", key_id, account_id=key["account_id"])
         if changed:
-            self.accounts.keys_changed()
+            await self.accounts.keys_changed(key_id)
         return {"id": key_id, "revoked": True}
 
     async def get(self, actor: Actor, key_id: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from bytespike.errors import GatewayError
 from bytespike.store.accounts import Accounts, KeyRecord, key_from_row
 from bytespike.store.db import Database, sqlite_path
+from bytespike.store.redis import RedisLink
 
 PREFIX = "sk-byts-"
 
@@ -52,12 +53,17 @@ class KeyLookup:
     On SQLite lookups are cached until a key changes: every change bumps a counter beside the
     database that each process reads from shared memory on every request, so a revocation by
     another process (the CLI) takes effect on the very next request, and a lookup costs no
-    database call. On PostgreSQL lookups are cached for ``ttl`` seconds.
+    database call. Elsewhere, with Redis, lookups are cached until a key change is broadcast on
+    its channel (and for ``ttl`` seconds only while that subscription is down, when a message
+    could be missed); without Redis for ``ttl`` seconds, so a revocation holds within a second.
     """
 
-    def __init__(self, db: Database, accounts: Accounts, ttl: float = 2.0) -> None:
+    def __init__(self, db: Database, accounts: Accounts, ttl: float = 0.5, link: RedisLink | None = None) -> None:
         self._accounts = accounts
         self._ttl = ttl
+        self._link = link
+        if link is not None:
+            link.on_key_change.append(self.forget)
         self._cache: dict[str, _Cached] = {}
         self._sqlite: sqlite3.Connection | None = None
         self._sqlite_file = sqlite_path(db.url)
@@ -89,7 +95,7 @@ class KeyLookup:
             return record
         now = time.monotonic()
         hit = self._cache.get(h)
-        if hit is not None and now - hit.at < self._ttl:
+        if hit is not None and (now - hit.at < self._ttl or (self._link is not None and self._link.subscribed)):
             return hit.record
         record = await self._accounts.key_by_hash(h)
         if len(self._cache) > 100_000:

@@ -124,7 +124,7 @@ class Orgs:
             revoked = await people.revoke_keys_of(conn, u.id, org.id, now)
             await record(conn, actor, "org.member.remove", org.name, email=email, revoked_keys=revoked)
         if revoked:
-            self.accounts.keys_changed()
+            await self.accounts.keys_changed()
         return {"org": org.name, "email": email, "removed": True, "revoked_keys": revoked}
 
     # ------------------------------------------------------------ invites

@@ -329,6 +329,14 @@ class KeyWindows:
         self._held += hold_nano
         return ticket
 
+    def hold_open(self, hold_nano: int) -> Ticket:
+        """Count work admitted elsewhere (another process's request in flight) without checking caps."""
+        ticket = Ticket(self._next_id, hold_nano)
+        self._next_id += 1
+        self._open[ticket.id] = ticket
+        self._held += hold_nano
+        return ticket
+
     def _close(self, ticket: Ticket) -> bool:
         if self._open.get(ticket.id) is not ticket:
             return False

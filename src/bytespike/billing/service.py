@@ -1,12 +1,21 @@
 """Admission and settlement: limits, the wallet hold, the charge and the usage record.
 
-Admission (before the upstream call) checks the key's rolling windows in memory, then holds the
-request's largest possible cost in its wallet (``wallet.py``: in memory when this process owns
-its SQLite database, else in a database transaction), so no account is ever overdrawn however
-many requests run at once. Settlement (after the answer) is queued to one background writer that
-writes, in batches, each request's charge (idempotent on the request id), the release of its hold
-and its usage record, each atomically. Failures release the hold and charge nothing. Holds left by
-a process that died expire and are deleted at start and by a periodic sweep.
+Admission (before the upstream call) checks the key's rolling windows, then holds the request's
+largest possible cost in its wallet (``wallet.py``: in memory when this process owns its SQLite
+database, else in a database transaction), so no account is ever overdrawn however many
+requests run at once. Where the windows live depends on who else serves the database:
+
+- this process alone (SQLite, one worker): in memory (``limits.py``);
+- several processes with Redis: in Redis, shared by every instance (``shared.py``); while Redis
+  is unreachable the ``redis_policy`` decides: ``closed`` answers 503 for requests whose limits
+  cannot be checked, ``open`` serves them and counts them in Redis once it is back;
+- several processes without Redis (``serve --workers N`` on SQLite, or PostgreSQL alone): in the
+  database, decided inside the hold's transaction (``recorded.py``).
+
+Settlement (after the answer) is queued to one background writer that writes, in batches, each
+request's charge (idempotent on the request id), the release of its hold and its usage record,
+each atomically. Failures release the hold and charge nothing. Holds left by a process that died
+expire and are deleted at start and by a periodic sweep.
 
 Environment switches, read once when ``Billing`` is built:
 
@@ -24,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import enum
 import logging
 import math
@@ -35,18 +45,18 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from bytespike.billing import limits as lim
-from bytespike.billing import money
-from bytespike.billing.wallet import LocalWallets, SharedWallets, need
+from bytespike.billing import money, recorded
+from bytespike.billing.shared import SharedLimits, SharedView
+from bytespike.billing.wallet import LocalWallets, Need, SharedWallets, need
 from bytespike.errors import GatewayError
 from bytespike.gateway.catalogue import Catalogue, Resolved
 from bytespike.store import ledger as books
 from bytespike.store.accounts import KeyRecord
 from bytespike.store.db import Database
-from bytespike.store.schema import usage_records
+from bytespike.store.redis import Unreachable
 
 log = logging.getLogger("bytespike.billing.service")
 
@@ -75,8 +85,9 @@ class Ticket:
     price: money.Price
     multiplier: Decimal
     max_tokens: int | None
-    windows: lim.KeyWindows | None
+    windows: lim.KeyWindows | SharedView | None
     window_ticket: lim.Ticket | None
+    shared: bool = False  # its slot is in Redis (False: served while Redis was away, or not there)
 
 
 class FileClock:
@@ -144,7 +155,8 @@ class Settleable(Protocol):
 class Billing:
     def __init__(self, db: Database, catalogue: Catalogue, default_windows: tuple[str, ...],
                  hold_seconds: float | None = None, clock: Callable[[], float] | None = None,
-                 environ: Mapping[str, str] | None = None, local: bool = False) -> None:
+                 environ: Mapping[str, str] | None = None, local: bool = False,
+                 shared: Callable[[float], SharedLimits] | None = None, redis_policy: str = "closed") -> None:
         env = os.environ if environ is None else environ
         self.db = db
         self.catalogue = catalogue
@@ -170,6 +182,8 @@ class Billing:
         self._draining = False
         self.wallets: LocalWallets | SharedWallets = LocalWallets(db, self._put, HOLD_ROW_DELAY) if local \
             else SharedWallets(db)
+        self.shared: SharedLimits | None = shared(self.hold_seconds) if shared is not None else None
+        self.redis_policy = redis_policy
 
     # ------------------------------------------------------------ lifecycle
 
@@ -247,7 +261,20 @@ class Billing:
             specs = self._specs[key.limits] = tuple(sorted([*given, *defaults], key=lambda s: s.seconds))
         return specs
 
-    async def windows(self, key: KeyRecord) -> lim.KeyWindows:
+    async def windows(self, key: KeyRecord) -> lim.KeyWindows | SharedView:
+        """The key's windows as admission sees them (for ``GET /v1/usage``)."""
+        if self.shared is not None:
+            try:
+                return await self.shared.view(key.id, self._window_specs(key), key.max_concurrency, self.clock())
+            except Unreachable:
+                pass  # report from the database instead
+        if not isinstance(self.wallets, LocalWallets):
+            async with self.db.read() as conn:
+                return await recorded.key_windows(conn, key.id, self._window_specs(key), key.max_concurrency,
+                                                  self.clock())
+        return await self._local_windows(key)
+
+    async def _local_windows(self, key: KeyRecord) -> lim.KeyWindows:
         kw, created = self.limits.ensure(key.id, self._window_specs(key), key.max_concurrency)
         if created:
             fut = asyncio.get_running_loop().create_future()
@@ -271,16 +298,9 @@ class Billing:
         return kw.snapshot(at)
 
     async def _history(self, key_id: str, since: float) -> list[lim.UsageEvent]:
-        tokens = (usage_records.c.input_tokens + usage_records.c.output_tokens + usage_records.c.cache_read_tokens
-                  + usage_records.c.cache_write_5m_tokens + usage_records.c.cache_write_1h_tokens)
         async with self.db.read() as conn:
-            rows = (await conn.execute(
-                select(usage_records.c.created_at, usage_records.c.cost, tokens)
-                .where(usage_records.c.key_id == key_id, usage_records.c.created_at > since,
-                       usage_records.c.status.in_(("succeeded", "client_disconnected")))
-                .order_by(usage_records.c.created_at)
-            )).all()
-        return [lim.UsageEvent(float(r[0]), int(r[1]), int(r[2])) for r in rows]
+            rows = await books.key_usage(conn, key_id, since)
+        return [lim.UsageEvent(t, cost, tokens) for _, t, cost, tokens in rows]
 
     async def admit(self, request_id: str, key: KeyRecord, resolved: Resolved, max_tokens: int,
                     input_estimate: int) -> Ticket:
@@ -290,27 +310,86 @@ class Billing:
         if not self.enabled:
             return Ticket(request_id, key.account_id, key.id, 0, price, mult, None, None, None)
         now = self.clock()
-        kw = await self.windows(key)
-        lowered: int | None = None
-        hold = money.hold_amount(input_estimate, max_tokens, price, mult)
-        headroom = kw.usd_headroom(now)
-        if headroom is not None and hold > headroom:
-            lowered = money.affordable_max_tokens(max(headroom, 0), input_estimate, price, mult, max_tokens)
-            if lowered is not None:
-                hold = money.hold_amount(input_estimate, lowered, price, mult)
-        decision = kw.admit(now, hold)
+        n = need(input_estimate, max_tokens, max_tokens, price, mult)
+        if self.shared is not None:
+            return await self._admit_shared(self.shared, request_id, key, n, now, price, mult)
+        if isinstance(self.wallets, SharedWallets):
+            return await self._admit_recorded(self.wallets, request_id, key, n, now, price, mult)
+        kw = await self._local_windows(key)
+        n = _fit_headroom(n, kw.usd_headroom(now))
+        decision = kw.admit(now, n.hold)
         if isinstance(decision, lim.Refused):
-            err = _refusal(decision)
-            err.headers.update(self._headroom(kw, now))
-            raise err
+            raise self._refused(decision, kw, now)
         try:
-            hold, lowered = await self.wallets.reserve(
-                request_id, key.account_id, key.id, need(input_estimate, lowered or max_tokens, max_tokens, price, mult),
-                now, now + self.hold_seconds)
+            hold, lowered = await self.wallets.reserve(request_id, key.account_id, key.id, n, now,
+                                                       now + self.hold_seconds)
         except BaseException:
             kw.release(decision)
             raise
         return Ticket(request_id, key.account_id, key.id, hold, price, mult, lowered, kw, decision)
+
+    async def _admit_recorded(self, wallets: SharedWallets, request_id: str, key: KeyRecord, n: Need, now: float,
+                              price: money.Price, mult: Decimal) -> Ticket:
+        """Windows decided in the database, inside the hold's transaction (see ``recorded.py``). Only
+        capped windows are read: a key without caps costs no more than its hold."""
+        capped = tuple(s for s in self._window_specs(key)
+                       if s.usd is not None or s.requests is not None or s.tokens is not None)
+        if not capped and key.max_concurrency is None:
+            hold, lowered = await wallets.reserve(request_id, key.account_id, key.id, n, now, now + self.hold_seconds)
+            return Ticket(request_id, key.account_id, key.id, hold, price, mult, lowered, None, None)
+        seen: list[tuple[lim.KeyWindows, lim.Ticket]] = []
+
+        async def gate(conn: Any, n: Need) -> Need:
+            kw = await recorded.key_windows(conn, key.id, capped, key.max_concurrency, now)
+            n = _fit_headroom(n, kw.usd_headroom(now))
+            decision = kw.admit(now, n.hold)
+            if isinstance(decision, lim.Refused):
+                raise self._refused(decision, kw, now)
+            seen.append((kw, decision))
+            return n
+
+        hold, lowered = await wallets.reserve(request_id, key.account_id, key.id, n, now, now + self.hold_seconds,
+                                              gate=gate)
+        kw, decision = seen[-1]
+        return Ticket(request_id, key.account_id, key.id, hold, price, mult, lowered, kw, decision)
+
+    async def _admit_shared(self, shared: SharedLimits, request_id: str, key: KeyRecord, n: Need, now: float,
+                            price: money.Price, mult: Decimal) -> Ticket:
+        """Windows and slots in Redis, the hold in the database."""
+        specs = self._window_specs(key)
+        view: SharedView | None = None
+        try:
+            if any(s.usd is not None for s in specs):
+                seen = await shared.view(key.id, specs, key.max_concurrency, now)
+                n = _fit_headroom(n, seen.usd_headroom(now))
+            decision = await shared.admit(key.id, specs, key.max_concurrency, request_id, n.hold, now,
+                                          now + self.hold_seconds)
+            if isinstance(decision, lim.Refused):
+                raise self._refused(decision, None, now)
+            view = decision
+        except Unreachable:
+            if self.redis_policy != "open":
+                raise GatewayError(
+                    "overloaded_error", "this key's limits cannot be checked right now (the gateway's shared "
+                    "state is unreachable); retry shortly", status=503,
+                    headers={"retry-after": "1", "x-should-retry": "true"}) from None
+            log.warning("Redis unreachable: serving %s without checking its limits (redis_policy: open)",
+                        request_id)
+        try:
+            hold, lowered = await self.wallets.reserve(request_id, key.account_id, key.id, n, now,
+                                                       now + self.hold_seconds)
+        except BaseException:
+            if view is not None:
+                await shared.settle(key.id, request_id, self.clock(), False, 0, 0, specs)
+            raise
+        return Ticket(request_id, key.account_id, key.id, hold, price, mult, lowered, view, None,
+                      shared=view is not None)
+
+    def _refused(self, r: lim.Refused, kw: lim.KeyWindows | SharedView | None, now: float) -> GatewayError:
+        err = _refusal(r)
+        if kw is not None:
+            err.headers.update(self._headroom(kw, now))
+        return err
 
     def headers(self, ticket: Ticket | None) -> dict[str, str]:
         """Remaining headroom of the key's capped windows (see README, "Limits and rate-limit headers")."""
@@ -318,7 +397,7 @@ class Billing:
             return {}
         return self._headroom(ticket.windows, self.clock())
 
-    def _headroom(self, kw: lim.KeyWindows, now: float) -> dict[str, str]:
+    def _headroom(self, kw: lim.KeyWindows | SharedView, now: float) -> dict[str, str]:
         if not any(s.usd is not None or s.requests is not None or s.tokens is not None for s in kw.specs):
             return {}
         out: dict[str, str] = {}
@@ -366,11 +445,17 @@ class Billing:
             # Only content the upstream fetched by URL can outgrow the hold's input estimate; the
             # answer was delivered, so it is charged in full (the wallet may dip below zero).
             log.warning("request %s cost %d nano-USD, more than its hold %d", request_id, charge, ticket.hold)
-        if ticket is not None and ticket.windows is not None and ticket.window_ticket is not None:
+        if ticket is not None and isinstance(ticket.windows, lim.KeyWindows) and ticket.window_ticket is not None:
             if billable:
                 ticket.windows.settle(ticket.window_ticket, now, charge, u.total_tokens)
             else:
                 ticket.windows.release(ticket.window_ticket)
+        elif ticket is not None and self.shared is not None and key is not None:
+            if ticket.shared:
+                await self.shared.settle(key.id, request_id, now, billable, charge, u.total_tokens,
+                                         self._window_specs(key))
+            elif billable:  # served while Redis was away: count it once it is back
+                self.shared.missed(key.id, request_id, now, True, charge, u.total_tokens)
         account_id = ticket.account_id if ticket else (key.account_id if key else None)
         if ticket is not None:
             self.wallets.settled(account_id, ticket.hold, charge)
@@ -486,7 +571,8 @@ class Billing:
         except Exception:  # the writer must outlive one bad batch; retried item by item below
             log.exception("a batch of %d holds and %d settlements failed; writing them one by one",
                           len(new_holds), len(due))
-            for one in [*new_holds, *due]:
+            items: list[books.HoldRow | books.Settlement] = [*new_holds, *due]
+            for one in items:
                 try:
                     async with self.db.write() as conn:
                         if isinstance(one, books.HoldRow):
@@ -502,6 +588,18 @@ class Billing:
         for s in due:
             if s.charge:
                 self.wallets.written(s.account_id, s.charge)
+        if self.shared is not None:
+            await self.shared.written([(s.key_id, s.request_id) for s in due if s.key_id and s.had_hold])
+
+
+def _fit_headroom(n: Need, headroom: int | None) -> Need:
+    """Lower ``max_tokens`` to what the key's USD windows leave, when that still is a useful answer."""
+    if headroom is None or n.hold <= headroom:
+        return n
+    fitted = n.fit(max(headroom, 0), n.max_tokens)
+    if fitted is None:
+        return n  # refused by the window, with its retry-after
+    return dataclasses.replace(n, hold=n.amount(fitted), max_tokens=fitted)
 
 
 def _refusal(r: lim.Refused) -> GatewayError:

@@ -13,29 +13,29 @@ import asyncio
 import fcntl
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import IO
 
-from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bytespike.billing import money
 from bytespike.errors import GatewayError
 from bytespike.store import ledger as books
 from bytespike.store.db import Database
-from bytespike.store.schema import accounts
 
 
 @dataclass(frozen=True, slots=True)
 class Need:
-    """What a request would hold, and how to shrink it: ``fit(available)`` gives the max_tokens
-    the money covers (None: not even a useful answer) and ``amount(max_tokens)`` its hold."""
+    """What a request would hold, and how to shrink it: ``fit(available, ceiling)`` gives the
+    max_tokens up to ``ceiling`` the money covers (None: not even a useful answer) and
+    ``amount(max_tokens)`` its hold."""
 
     hold: int
     max_tokens: int
     requested: int
-    fit: Callable[[int], int | None]
+    fit: Callable[[int, int], int | None]
     amount: Callable[[int], int]
 
 
@@ -44,7 +44,7 @@ def need(input_estimate: int, max_tokens: int, requested: int, price: money.Pric
         hold=money.hold_amount(input_estimate, max_tokens, price, mult),
         max_tokens=max_tokens,
         requested=requested,
-        fit=lambda available: money.affordable_max_tokens(available, input_estimate, price, mult, max_tokens),
+        fit=lambda available, ceiling: money.affordable_max_tokens(available, input_estimate, price, mult, ceiling),
         amount=lambda n: money.hold_amount(input_estimate, n, price, mult),
     )
 
@@ -62,13 +62,17 @@ def _shrink(n: Need, available: int) -> tuple[int, int | None]:
     """(hold, lowered max_tokens or None) for what ``available`` covers; raises 402 below a useful answer."""
     if n.hold <= available:
         return n.hold, (n.max_tokens if n.max_tokens < n.requested else None)
-    fitted = n.fit(max(available, 0))
+    fitted = n.fit(max(available, 0), n.max_tokens)
     if fitted is None:
         raise insufficient(n.hold, available)
     return n.amount(fitted), (fitted if fitted < n.requested else None)
 
 
 # ---------------------------------------------------------------- shared: the database decides
+
+
+Gate = Callable[[AsyncConnection, Need], Awaitable[Need]]
+"""Run inside the hold's transaction before the balance is read: may lower the need, or refuse."""
 
 
 class SharedWallets:
@@ -79,10 +83,11 @@ class SharedWallets:
         self.settling = asyncio.Lock()  # held by the writer around each batch (see LocalWallets)
 
     async def reserve(self, request_id: str, account_id: str, key_id: str, n: Need, now: float,
-                      expires_at: float) -> tuple[int, int | None]:
+                      expires_at: float, gate: Gate | None = None) -> tuple[int, int | None]:
         async with self.db.write() as conn:
-            if not self.db.sqlite:
-                await conn.execute(select(accounts.c.id).where(accounts.c.id == account_id).with_for_update())
+            await books.lock_accounts(conn, [account_id])
+            if gate is not None:
+                n = await gate(conn, n)
             available = await books.balance(conn, account_id) - await books.held(conn, account_id, now)
             hold, lowered = _shrink(n, available)
             await books.insert_holds(conn, [books.HoldRow(request_id, account_id, key_id, hold, now, expires_at)])

@@ -84,7 +84,7 @@ def create_app(settings: Settings, *, demo: bool = False, extra_routes: list[Any
                 sink.close()
                 raise
         state = State.build(settings, demo=demo, local=owned is not None)
-        await state.billing.start()
+        await state.start()
         await state.tasks.start(sole_owner=owned is not None)
         holder.state = state
         if on_ready is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,8 +57,11 @@ def key_from_row(row) -> KeyRecord:  # type: ignore[no-untyped-def]
 
 
 class Accounts:
-    def __init__(self, db: Database) -> None:
+    """``announce(key_id)`` tells other instances a key changed (Redis pub/sub), after the commit."""
+
+    def __init__(self, db: Database, announce: Callable[[str], Awaitable[None]] | None = None) -> None:
         self.db = db
+        self.announce = announce
 
     # ------------------------------------------------------------ people and orgs
 
@@ -191,14 +195,16 @@ class Accounts:
                     expires_at=expires_at,
                 )
             )
-        self._keys_changed()
+        await self._keys_changed(key_id)
         return KeyRecord(key_id, account_id, user_id, group, name, tuple(limits or ()), max_concurrency, None,
                          expires_at)
 
-    def _keys_changed(self) -> None:
+    async def _keys_changed(self, key_id: str) -> None:
         counter = self.db.key_changes
         if counter is not None:
             counter.bump()
+        if self.announce is not None:
+            await self.announce(key_id)
 
     async def list_keys(self, account_id: str) -> list[dict]:
         async with self.db.read() as conn:
@@ -234,9 +240,10 @@ class Accounts:
             rows = (await conn.execute(q.order_by(ledger.c.id.desc()).limit(limit + 1))).all()
         return pages.page([dict(r._mapping) for r in rows], limit, lambda r: [r["id"]])
 
-    def keys_changed(self) -> None:
-        """Tell every gateway process that keys changed (after the change is committed)."""
-        self._keys_changed()
+    async def keys_changed(self, key_id: str = "*") -> None:
+        """Tell every gateway process (and, with Redis, every instance) that keys changed, after the
+        change is committed; ``*``: more than one key, or not known which."""
+        await self._keys_changed(key_id)
 
     async def key(self, key_id: str) -> dict:
         async with self.db.read() as conn:
@@ -270,7 +277,7 @@ class Accounts:
                 exists = (await conn.execute(select(api_keys.c.id).where(api_keys.c.id == key_id))).first()
                 if exists is None:
                     raise NotFound(f"no key with id {key_id!r}")
-        self._keys_changed()
+        await self._keys_changed(key_id)
 
     async def key_by_hash(self, key_hash: str) -> KeyRecord | None:
         async with self.db.read() as conn:
@@ -357,9 +364,8 @@ def _public_key(row) -> dict:  # type: ignore[no-untyped-def]
 async def append_entry(conn, account_id: str, kind: str, amount: int, note: str = "",  # type: ignore[no-untyped-def]
                        request_id: str | None = None, key_id: str | None = None) -> int:
     """Append to the ledger inside the caller's write transaction; the balance is carried forward
-    (PostgreSQL: the account row is locked first, so concurrent entries chain)."""
-    if conn.dialect.name != "sqlite":
-        await conn.execute(select(accounts.c.id).where(accounts.c.id == account_id).with_for_update())
+    under the account's row lock (see ``store.ledger``)."""
+    await books.lock_accounts(conn, [account_id])
     balance = await books.balance(conn, account_id) + amount
     await conn.execute(
         insert(ledger).values(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 from pathlib import Path
 
 from sqlalchemy import event
@@ -75,15 +76,32 @@ def _alembic_config(url: str):  # type: ignore[no-untyped-def]
     return cfg
 
 
-def upgrade_sync(url: str) -> None:
-    """Bring the schema to the newest migration (safe to run at every start)."""
+MIGRATION_LOCK = 0x6279_7465_7370_6B65
+"""The PostgreSQL advisory lock held while migrating ("bytespke" in hex)."""
+
+
+def upgrade_sync(url: str, revision: str = "head") -> None:
+    """Bring the schema to ``revision`` (safe to run at every start, from any number of processes
+    at once: they take turns, on SQLite through a file lock beside the database and on PostgreSQL
+    through an advisory lock taken in the migration environment, and the later ones find nothing
+    left to do)."""
     from alembic import command
 
-    command.upgrade(_alembic_config(url), "head")
+    path = sqlite_path(url)
+    if path is None:
+        command.upgrade(_alembic_config(url), revision)
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}.migrate-lock", "a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            command.upgrade(_alembic_config(url), revision)
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
 
-async def upgrade(url: str) -> None:
-    await asyncio.to_thread(upgrade_sync, url)
+async def upgrade(url: str, revision: str = "head") -> None:
+    await asyncio.to_thread(upgrade_sync, url, revision)
 
 
 class Database:

@@ -3,6 +3,13 @@
 A settlement is the charge (a ledger entry, idempotent on the request id), the release of its
 hold and its usage record. A batch of them is written in one transaction, so each one is atomic
 and the writer pays for one commit per batch, not per request.
+
+Each ledger entry carries the balance after it, so whoever appends reads the last one first. On
+PostgreSQL two instances doing that at once would both read the same balance and one charge would
+be lost; so every writer of an account's ledger or holds first locks the account's row
+(``SELECT ... FOR UPDATE``, see :func:`lock_accounts`), the same lock admission takes. Row locks,
+not serializable retries: a charge is written once, never re-run, and the wait is one short
+transaction. On SQLite every write transaction already holds the database's write lock.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bytespike.store.schema import holds, ledger, usage_records
+from bytespike.store.schema import accounts, holds, ledger, usage_records
 
 
 @dataclass(slots=True)
@@ -40,6 +47,15 @@ class Settlement:
     due: float = 0.0  # monotonic time before which it is not written (tests widen the gap this way)
 
 
+async def lock_accounts(conn: AsyncConnection, account_ids: Iterable[str]) -> None:
+    """Lock the accounts' rows until the transaction ends (PostgreSQL; a no-op on SQLite, whose
+    write transactions are already exclusive). Sorted, so two writers never deadlock."""
+    ids = sorted(set(account_ids))
+    if ids and conn.dialect.name != "sqlite":
+        await conn.execute(select(accounts.c.id).where(accounts.c.id.in_(ids)).order_by(accounts.c.id)
+                           .with_for_update())
+
+
 async def balance(conn: AsyncConnection, account_id: str) -> int:
     row = (await conn.execute(
         select(ledger.c.balance_after).where(ledger.c.account_id == account_id).order_by(ledger.c.id.desc()).limit(1)
@@ -62,6 +78,26 @@ async def held(conn: AsyncConnection, account_id: str, now: float) -> int:
     )).scalar_one())
 
 
+async def key_usage(conn: AsyncConnection, key_id: str, since: float) -> list[tuple[str, float, int, int]]:
+    """(request id, time, cost, tokens) of the key's billed requests after ``since``, oldest first."""
+    u = usage_records.c
+    tokens = u.input_tokens + u.output_tokens + u.cache_read_tokens + u.cache_write_5m_tokens + u.cache_write_1h_tokens
+    rows = (await conn.execute(
+        select(u.request_id, u.created_at, u.cost, tokens)
+        .where(u.key_id == key_id, u.created_at > since, u.status.in_(("succeeded", "client_disconnected")))
+        .order_by(u.created_at)
+    )).all()
+    return [(str(r[0]), float(r[1]), int(r[2]), int(r[3])) for r in rows]
+
+
+async def key_holds(conn: AsyncConnection, key_id: str, now: float) -> list[tuple[str, float, int]]:
+    """(request id, expires_at, amount) of the key's unexpired holds: its requests in flight."""
+    rows = (await conn.execute(
+        select(holds.c.id, holds.c.expires_at, holds.c.amount).where(holds.c.key_id == key_id, holds.c.expires_at > now)
+    )).all()
+    return [(str(r[0]), float(r[1]), int(r[2])) for r in rows]
+
+
 async def insert_holds(conn: AsyncConnection, rows: Sequence[HoldRow]) -> None:
     if rows:
         await conn.execute(insert(holds), [
@@ -77,11 +113,12 @@ async def delete_expired_holds(conn: AsyncConnection, now: float) -> int:
 async def write_settlements(conn: AsyncConnection, items: Sequence[Settlement], now: float) -> None:
     """Charges, hold releases and usage records of ``items``, in the caller's write transaction.
 
-    Balances are read once per account and carried forward entry by entry; a request id already
-    in the ledger is never charged again.
+    The accounts' rows are locked first, then balances are read once per account and carried
+    forward entry by entry; a request id already in the ledger is never charged again.
     """
     if not items:
         return
+    await lock_accounts(conn, [s.account_id for s in items if s.account_id and (s.charge or s.had_hold)])
     charged = [s for s in items if s.charge and s.account_id]
     if charged:
         ids = [s.request_id for s in charged]

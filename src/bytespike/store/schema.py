@@ -82,6 +82,7 @@ holds = Table(
     Column("expires_at", Float, nullable=False),
 )
 Index("ix_holds_account", holds.c.account_id)
+Index("ix_holds_key", holds.c.key_id, holds.c.expires_at)
 
 usage_records = Table(
     "usage_records",

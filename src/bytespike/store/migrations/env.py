@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from bytespike.store.db import MIGRATION_LOCK
 from bytespike.store.schema import metadata
 
 config = context.config
@@ -28,8 +30,17 @@ async def _online() -> None:
     assert url, "the migration runner sets sqlalchemy.url"
     engine = create_async_engine(url)
     async with engine.connect() as conn:
-        await conn.run_sync(_run)
-        await conn.commit()
+        postgres = conn.dialect.name == "postgresql"
+        if postgres:  # one migrator at a time; the others then find the schema current
+            await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK})
+            await conn.commit()
+        try:
+            await conn.run_sync(_run)
+            await conn.commit()
+        finally:
+            if postgres:
+                await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK})
+                await conn.commit()
     await engine.dispose()
 
 
