@@ -77,6 +77,8 @@ class Ticket:
     max_tokens: int | None
     windows: lim.KeyWindows | None
     window_ticket: lim.Ticket | None
+    input_estimate: int = 0  # the hold's input tokens
+    output_cap: int = 0  # the hold's output tokens (max_tokens as admitted)
 
 
 class FileClock:
@@ -277,7 +279,7 @@ class Billing:
             rows = (await conn.execute(
                 select(usage_records.c.created_at, usage_records.c.cost, tokens)
                 .where(usage_records.c.key_id == key_id, usage_records.c.created_at > since,
-                       usage_records.c.status.in_(("succeeded", "client_disconnected")))
+                       usage_records.c.status.in_(("succeeded", "client_disconnected", "failed")))
                 .order_by(usage_records.c.created_at)
             )).all()
         return [lim.UsageEvent(float(r[0]), int(r[1]), int(r[2])) for r in rows]
@@ -310,7 +312,8 @@ class Billing:
         except BaseException:
             kw.release(decision)
             raise
-        return Ticket(request_id, key.account_id, key.id, hold, price, mult, lowered, kw, decision)
+        return Ticket(request_id, key.account_id, key.id, hold, price, mult, lowered, kw, decision,
+                      input_estimate, lowered or max_tokens)
 
     def headers(self, ticket: Ticket | None) -> dict[str, str]:
         """Remaining headroom of the key's capped windows (see README, "Limits and rate-limit headers")."""
@@ -354,26 +357,39 @@ class Billing:
         (nano-USD) and leaves the typed usage it billed on ``call.billed``."""
         ticket, key, usage, outcome = call.ticket, call.key, call.usage, call.outcome
         assert outcome is not None, "a call is settled once it has an outcome"
-        u = money.Usage.from_anthropic(usage) if usage is not None else money.Usage()
         billable = outcome in (Outcome.SUCCEEDED, Outcome.CLIENT_DISCONNECTED) and usage is not None
+        request_id = call.request_id
+        u = self._usage(request_id, usage, ticket) if billable else money.Usage()
         call.billed = u if billable else None
         if not self.enabled:
             return 0
         now = self.clock()
-        request_id = call.request_id
-        charge = money.cost(u, ticket.price, ticket.multiplier) if (billable and ticket is not None) else 0
-        if ticket is not None and charge > ticket.hold:
-            # Only content the upstream fetched by URL can outgrow the hold's input estimate; the
-            # answer was delivered, so it is charged in full (the wallet may dip below zero).
-            log.warning("request %s cost %d nano-USD, more than its hold %d", request_id, charge, ticket.hold)
-        if ticket is not None and ticket.windows is not None and ticket.window_ticket is not None:
-            if billable:
-                ticket.windows.settle(ticket.window_ticket, now, charge, u.total_tokens)
-            else:
-                ticket.windows.release(ticket.window_ticket)
+        charge = 0
         account_id = ticket.account_id if ticket else (key.account_id if key else None)
-        if ticket is not None:
-            self.wallets.settled(account_id, ticket.hold, charge)
+        closed = False
+        try:
+            if billable and ticket is not None:
+                charge = money.cost(u, ticket.price, ticket.multiplier)
+            if ticket is not None and charge > ticket.hold:
+                # Only content the upstream fetched by URL can outgrow the hold's input estimate; the
+                # answer was delivered, so it is charged in full (the wallet may dip below zero).
+                log.warning("request %s cost %d nano-USD, more than its hold %d", request_id, charge, ticket.hold)
+            if ticket is not None and ticket.windows is not None and ticket.window_ticket is not None:
+                if billable:
+                    ticket.windows.settle(ticket.window_ticket, now, charge, u.total_tokens)
+                else:
+                    # A failure counts as a request in request-capped windows (it cost the
+                    # upstream a call), never as spend or tokens.
+                    ticket.windows.settle(ticket.window_ticket, now, 0, 0)
+            if ticket is not None:
+                self.wallets.settled(account_id, ticket.hold, charge)
+            closed = True
+        finally:
+            if not closed and ticket is not None:
+                # Whatever went wrong, the hold and the concurrency slot are never left open.
+                if ticket.windows is not None and ticket.window_ticket is not None:
+                    ticket.windows.release(ticket.window_ticket)
+                self.wallets.settled(account_id, ticket.hold, 0)
         resolved = call.resolved
         model_asked = resolved.asked if resolved else ""
         finished = time.perf_counter()
@@ -399,6 +415,23 @@ class Billing:
             due=time.monotonic() + max(self._settle_delay, SETTLE_BATCH_SECONDS),
         ))
         return charge
+
+    @staticmethod
+    def _usage(request_id: str, usage: dict[str, Any] | None, ticket: Ticket | None) -> money.Usage:
+        """The usage to bill a delivered answer for. Counts an upstream reported as something other
+        than whole non-negative numbers of a sane size, or an answer that used no token at all,
+        are not believed: the answer is billed at what its hold covered (never free)."""
+        try:
+            u = money.Usage.from_anthropic(usage)
+            if all(_sane(getattr(u, f)) for f in _USAGE_FIELDS) and u.total_tokens > 0:
+                return u
+        except (ValueError, TypeError, AttributeError):
+            pass
+        log.warning("request %s: the upstream reported unusable usage %.200r; billed at its hold's tokens",
+                    request_id, usage)
+        if ticket is None:
+            return money.Usage()
+        return money.Usage(input_tokens=ticket.input_estimate, output_tokens=ticket.output_cap)
 
     async def wallet(self, account_id: str) -> tuple[int, int]:
         """(balance, held) as admission sees them: this process's own view when its wallets are in
@@ -502,6 +535,16 @@ class Billing:
         for s in due:
             if s.charge:
                 self.wallets.written(s.account_id, s.charge)
+
+
+SANE_TOKENS = 10**9
+"""More tokens than any one request can use: a count above it is an upstream's nonsense."""
+_USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_5m_tokens",
+                 "cache_write_1h_tokens")
+
+
+def _sane(n: int) -> bool:
+    return 0 <= n <= SANE_TOKENS
 
 
 def _refusal(r: lim.Refused) -> GatewayError:

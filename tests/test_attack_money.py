@@ -1,0 +1,145 @@
+"""Money under attack: a greedy upstream that spends every token allowed, never a wallet below zero.
+
+The greedy upstream (``greedy.py``) generates exactly ``max_tokens`` tokens, so every charge is
+near its hold: a charge that admission fails to see shows up at once as an overdraft.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import Gateway
+from fakeupstream import Answer, FakeUpstream, json_answer
+from greedy import Greedy
+
+V = {"anthropic-version": "2023-06-01"}
+NANO = 10**9
+
+
+def books(gw: Gateway, account_id: str) -> dict[str, Any]:
+    q = gw.query
+    return {
+        "sum": q("SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE account_id = ?", account_id)[0][0],
+        "lowest": q("SELECT COALESCE(MIN(balance_after), 0) FROM ledger WHERE account_id = ?", account_id)[0][0],
+        "charged": -q("SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE account_id = ? AND kind = 'charge'",
+                      account_id)[0][0],
+        "recorded": q("SELECT COALESCE(SUM(cost), 0) FROM usage_records WHERE account_id = ?", account_id)[0][0],
+        "holds": q("SELECT COUNT(*) FROM holds WHERE account_id = ?", account_id)[0][0],
+        "records": q("SELECT COUNT(*) FROM usage_records WHERE account_id = ?", account_id)[0][0],
+        "unbilled_served": q("SELECT COUNT(*) FROM usage_records WHERE account_id = ? AND status = 'succeeded' "
+                             "AND (cost = 0 OR output_tokens = 0)", account_id)[0][0],
+    }
+
+
+async def burst(gw: Gateway, key: str, n: int, body: dict[str, Any], path: str = "/v1/messages",
+                headers: dict[str, str] | None = None) -> list[httpx.Response]:
+    limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+    async with httpx.AsyncClient(base_url=gw.url, timeout=60, limits=limits,
+                                 headers={**V, "x-api-key": key, **(headers or {})}) as c:
+        return list(await asyncio.gather(*(c.post(path, json=body) for _ in range(n))))
+
+
+def wallet(gw: Gateway, key: str) -> dict[str, str]:
+    return httpx.get(gw.url + "/v1/usage", headers={"x-api-key": key}, timeout=10).json()["wallet"]
+
+
+def assert_square(gw: Gateway, acct: dict[str, Any], requests: int) -> dict[str, Any]:
+    """No wallet below zero, one record a request, records equal ledger, nothing held."""
+    gw.wait_settled(account_id=acct["account_id"], count=requests, timeout=60)
+    b = books(gw, acct["account_id"])
+    assert b["lowest"] >= 0 and b["sum"] >= 0, b
+    assert b["records"] == requests, b
+    assert b["charged"] == b["recorded"], b
+    assert b["unbilled_served"] == 0, b
+    w = wallet(gw, acct["key"])
+    assert w["held_usd"] == "0", w
+    assert b["holds"] == 0 or w["held_usd"] == "0"
+    return b
+
+
+def test_300_concurrent_greedy_requests_against_a_five_cent_wallet_never_overdraw_in_any_burst(
+        gateway: Gateway, fake: FakeUpstream) -> None:
+    fake.handler = greedy = Greedy()
+    acct = gateway.account(usd="0.05")
+    body = {"model": "claude-haiku-4-5", "max_tokens": 1000, "messages": [{"role": "user", "content": "spend it"}]}
+    total = 0
+    for round_ in range(4):
+        if round_:
+            gateway.cli("wallet", "topup", acct["email"], "0.05")
+        got = asyncio.run(burst(gateway, acct["key"], 300, body))
+        total += len(got)
+        statuses = {r.status_code for r in got}
+        assert statuses <= {200, 402}, [r.text for r in got if r.status_code not in (200, 402)][:3]
+        assert 200 in statuses and 402 in statuses
+        b = assert_square(gateway, acct, total)
+    # Every served answer was a full 1,000 tokens, and each was charged.
+    assert all(s.output_tokens == 1000 for s in greedy.served)
+    assert b["charged"] >= len(greedy.served) * 1000 * 5 * 1000  # 5 USD per million output tokens
+
+
+def test_greedy_requests_one_after_another_never_overdraw(gateway: Gateway, fake: FakeUpstream) -> None:
+    fake.handler = Greedy()
+    acct = gateway.account(usd="0.05")
+    body = {"model": "claude-haiku-4-5", "max_tokens": 1000, "messages": [{"role": "user", "content": "spend it"}]}
+    statuses = []
+    with httpx.Client(base_url=gateway.url, headers={**V, "x-api-key": acct["key"]}, timeout=30) as c:
+        for _ in range(40):
+            statuses.append(c.post("/v1/messages", json=body).status_code)
+    assert set(statuses) == {200, 402}
+    assert statuses.index(402) >= 5
+    assert_square(gateway, acct, len(statuses))
+
+
+BAD_USAGE = [7.0, -5, "12", None, True, 2**62, {"n": 1}, [3]]
+
+
+@pytest.mark.parametrize("bad", BAD_USAGE, ids=repr)
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_an_upstream_reporting_nonsense_usage_is_not_served_free_and_leaks_no_hold_or_slot(
+        gateway: Gateway, fake: FakeUpstream, bad: Any, stream: bool) -> None:
+    acct = gateway.account(usd="1", max_concurrency=1)
+    usage = {"input_tokens": bad, "output_tokens": bad}
+    msg = {"id": "msg_bad", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
+           "content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn", "stop_sequence": None,
+           "usage": usage}
+    if stream:
+        import orjson
+        start = {**msg, "content": [], "stop_reason": None, "usage": {"input_tokens": bad, "output_tokens": 1}}
+        frames = [b"event: message_start\ndata: " + orjson.dumps({"type": "message_start", "message": start}) + b"\n\n",
+                  b'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
+                  b'"content_block":{"type":"text","text":""}}\n\n',
+                  b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+                  b'"delta":{"type":"text_delta","text":"hi"}}\n\n',
+                  b'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n',
+                  b"event: message_delta\ndata: " + orjson.dumps({"type": "message_delta", "delta": {
+                      "stop_reason": "end_turn", "stop_sequence": None}, "usage": {"output_tokens": bad}}) + b"\n\n",
+                  b'event: message_stop\ndata: {"type":"message_stop"}\n\n']
+        fake.queue(Answer(chunks=frames, content_type="text/event-stream"))
+    else:
+        fake.queue(json_answer(msg))
+    body = {"model": "claude-haiku-4-5", "max_tokens": 100, "stream": stream,
+            "messages": [{"role": "user", "content": "hi"}]}
+    h = {**V, "x-api-key": acct["key"]}
+    r = httpx.post(gateway.url + "/v1/messages", headers=h, json=body, timeout=30)
+    rid = r.headers["request-id"]
+    gateway.wait_settled([rid])
+    rec = gateway.query("SELECT status, cost, output_tokens FROM usage_records WHERE request_id = ?", rid)[0]
+    charged = gateway.query("SELECT COALESCE(-SUM(amount), 0) FROM ledger WHERE request_id = ?", rid)[0][0]
+    assert rec[1] == charged
+    if rec[0] == "succeeded":
+        # Delivered: billed from what was really sent, never free.
+        assert charged > 0 and rec[2] > 0
+    else:
+        # Not delivered as a success: the client saw an error, nothing billed.
+        assert rec[0] == "failed" and charged == 0
+        assert r.status_code >= 500 or b"event: error" in r.content
+    # No hold and no concurrency slot left behind: the key serves its next request.
+    assert wallet(gateway, acct["key"])["held_usd"] == "0"
+    fake.handler = Greedy()
+    ok = httpx.post(gateway.url + "/v1/messages", headers=h, timeout=30,
+                    json={"model": "claude-haiku-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "x"}]})
+    assert ok.status_code == 200, ok.text
