@@ -176,6 +176,8 @@ class Billing:
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        if isinstance(self.wallets, LocalWallets):
+            await self.release_dead_holds()
         await self.release_expired_holds()
         self._writer = asyncio.create_task(self._write_loop())
         self._sweeper = asyncio.create_task(self._sweep_loop())
@@ -204,6 +206,17 @@ class Billing:
                     self._wake.set()
         finally:
             self._draining = False
+
+    async def release_dead_holds(self) -> int:
+        """At start, when this process owns its SQLite database: every hold in it was left by a
+        gateway process that died (the process lock says so), so each is released now and its
+        request recorded as ``interrupted``, uncharged (its answer may or may not have gone out)."""
+        async with self.db.write() as conn:
+            left = await books.interrupt_holds(conn, self.clock())
+        if left:
+            log.warning("released %d hold(s) (%s USD) of requests a stopped gateway left open; recorded as "
+                        "interrupted", len(left), money.format_usd(sum(h.amount for h in left)))
+        return len(left)
 
     async def release_expired_holds(self) -> int:
         """Delete holds past their expiry: left by a process that died before settling them."""
@@ -279,7 +292,7 @@ class Billing:
             rows = (await conn.execute(
                 select(usage_records.c.created_at, usage_records.c.cost, tokens)
                 .where(usage_records.c.key_id == key_id, usage_records.c.created_at > since,
-                       usage_records.c.status.in_(("succeeded", "client_disconnected", "failed")))
+                       usage_records.c.status.in_(("succeeded", "client_disconnected", "failed", "interrupted")))
                 .order_by(usage_records.c.created_at)
             )).all()
         return [lim.UsageEvent(float(r[0]), int(r[1]), int(r[2])) for r in rows]
