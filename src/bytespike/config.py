@@ -7,6 +7,7 @@ environment in every string value.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass, field
@@ -80,11 +81,30 @@ class ModelConfig:
     context_window: int | None = None
 
 
+PREMIUM_FEATURES = ("server_tools", "priority_tier", "fast_mode", "mcp_servers", "context_1m")
+"""Request features that cost more than plain tokens; a group offers only those it lists."""
+
+
 @dataclass(frozen=True, slots=True)
 class GroupConfig:
     name: str
     models: tuple[str, ...]
     multiplier: Decimal
+    features: tuple[str, ...] = ()  # premium features this group may use (PREMIUM_FEATURES)
+    server_tool_price: Decimal = Decimal(10)  # USD per 1,000 server tool uses (web search)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    """Bounds on what one client connection may cost the gateway before it is authenticated."""
+
+    max_header_bytes: int = 64 * 1024  # request line and headers together; larger gets 431
+    max_headers: int = 100  # header lines; more gets 431
+    header_timeout: float = 10.0  # seconds from connecting (or the previous answer) to complete headers
+    body_timeout: float = 60.0  # seconds to receive the whole body once the headers are in
+    keepalive_timeout: int = 5  # seconds an idle keep-alive connection is kept open
+    write_timeout: float = 60.0  # a client that reads nothing for this long is cut off
+    max_connections: int = 4096  # open connections and requests past this get 503
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +174,8 @@ class Settings:
         got = self.tiers.get(name)
         return got if got is not None else default_tiers(self.groups)[name]
     tasks: TasksConfig = TasksConfig()
+    server: ServerLimits = ServerLimits()
+    metrics_token: str | None = None  # when set, /metrics needs ``Authorization: Bearer <token>``
 
 
 # ---------------------------------------------------------------- loading
@@ -336,7 +358,7 @@ def _settings(root: _Node) -> Settings:
         top,
         ("database_url", "redis_url", "admin_token", "providers", "models", "groups", "limits", "server",
          "logging", "routing", "model_patterns", "claude_code", "sign_in",
-         "accounts", "payments", "tasks"),
+         "accounts", "payments", "tasks", "metrics"),
     )
     breaker = BreakerConfig()
     if "routing" in top:
@@ -379,9 +401,11 @@ def _settings(root: _Node) -> Settings:
     max_body = 32 * 1024 * 1024
     shutdown_timeout = 30.0
     keepalive = 10.0
+    server = ServerLimits()
     if "server" in top:
         sv = top["server"].mapping()
-        _unknown(top["server"], sv, ("max_body_bytes", "shutdown_timeout", "stream_keepalive_seconds"))
+        bounds = tuple(f.name for f in dataclasses.fields(ServerLimits))
+        _unknown(top["server"], sv, ("max_body_bytes", "shutdown_timeout", "stream_keepalive_seconds", *bounds))
         if "max_body_bytes" in sv:
             max_body = sv["max_body_bytes"].integer()
         if "shutdown_timeout" in sv:
@@ -390,6 +414,21 @@ def _settings(root: _Node) -> Settings:
             keepalive = float(sv["stream_keepalive_seconds"].number())
             if keepalive <= 0:
                 raise sv["stream_keepalive_seconds"].fail("must be a positive number of seconds")
+        given: dict[str, Any] = {}
+        for name in bounds:
+            if name in sv:
+                is_int = isinstance(getattr(server, name), int)
+                value = sv[name].integer() if is_int else float(sv[name].number())
+                if value <= 0:
+                    raise sv[name].fail("must be greater than 0")
+                given[name] = value
+        server = dataclasses.replace(server, **given)
+    metrics_token = None
+    if "metrics" in top:
+        mt = top["metrics"].mapping()
+        _unknown(top["metrics"], mt, ("token",))
+        if "token" in mt:
+            metrics_token = mt["token"].string(allow_null=True)
     log_prompts = False
     if "logging" in top:
         lg = top["logging"].mapping()
@@ -426,6 +465,8 @@ def _settings(root: _Node) -> Settings:
         stripe=stripe,
         signup=signup,
         tasks=_tasks(top["tasks"]) if "tasks" in top else TasksConfig(),
+        server=server,
+        metrics_token=metrics_token,
     )
 
 
@@ -630,12 +671,19 @@ def _groups(n: _Node) -> dict[str, GroupConfig]:
     out: dict[str, GroupConfig] = {}
     for name, gn in n.mapping().items():
         f = gn.mapping()
-        _unknown(gn, f, ("models", "multiplier"))
+        _unknown(gn, f, ("models", "multiplier", "features", "server_tool_price"))
         if "models" not in f:
             raise gn.fail("'models' is required (a list of model id patterns such as 'claude-*')")
+        features = tuple(str(x.string()) for x in f["features"].sequence()) if "features" in f else ()
+        for i, feat in enumerate(features):
+            if feat not in PREMIUM_FEATURES:
+                raise f["features"].sequence()[i].fail(
+                    f"unknown feature {feat!r} (expected one of: {', '.join(PREMIUM_FEATURES)})")
         out[name] = GroupConfig(
             name=name,
             models=tuple(str(p.string()) for p in f["models"].sequence()),
             multiplier=f["multiplier"].number() if "multiplier" in f else Decimal(1),
+            features=features,
+            server_tool_price=f["server_tool_price"].number() if "server_tool_price" in f else Decimal(10),
         )
     return out

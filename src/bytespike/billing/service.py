@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import enum
 import logging
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -327,6 +328,29 @@ class Billing:
             raise
         return Ticket(request_id, key.account_id, key.id, hold, price, mult, lowered, kw, decision,
                       input_estimate, lowered or max_tokens)
+
+    @contextlib.asynccontextmanager
+    async def free_request(self, key: KeyRecord) -> AsyncIterator[None]:
+        """A request that costs nothing (``count_tokens``) but is still only for a funded key and
+        counts against the key's request caps and concurrency while it runs."""
+        if not self.enabled:
+            yield
+            return
+        balance, held = await self.wallet(key.account_id)
+        if balance - held <= 0:
+            raise GatewayError("billing_error", "this key's wallet is empty; top it up to use the API",
+                               headers={"x-should-retry": "false"})
+        now = self.clock()
+        kw = await self.windows(key)
+        decision = kw.admit(now, 0)
+        if isinstance(decision, lim.Refused):
+            err = _refusal(decision)
+            err.headers.update(self._headroom(kw, now))
+            raise err
+        try:
+            yield
+        finally:
+            kw.settle(decision, self.clock(), 0, 0)
 
     def headers(self, ticket: Ticket | None) -> dict[str, str]:
         """Remaining headroom of the key's capped windows (see README, "Limits and rate-limit headers")."""

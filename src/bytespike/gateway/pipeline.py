@@ -13,9 +13,11 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import orjson
+
 from bytespike.billing.service import Outcome
 from bytespike.config import DeploymentConfig
-from bytespike.errors import GatewayError
+from bytespike.errors import GatewayError, bad_request, shown
 from bytespike.gateway import routing
 from bytespike.gateway.call import Call, new_request_id
 from bytespike.gateway.catalogue import Resolved
@@ -68,11 +70,14 @@ async def _infer(state: State, scope: Scope, receive: Receive, send: Send, inbou
     task = scope.get(TASK_SCOPE)
     if task is not None:  # a queued task (tasks/worker.py): its key is known and it reads the outcome here
         call.task_id, task.call = task.task_id, call
+    body: bytes | None = None
     try:
-        body = await read_body(receive, state.settings.max_body_bytes, headers.get(b"content-length"))
         params = request_params(scope)
+        # The key before the body: strangers cost no memory.
         call.key = task.key if task is not None else await state.keys.authenticate(
             headers, params.get(inbound.key_param) if inbound.key_param else None)
+        body = await read_body(receive, state.settings.max_body_bytes, headers.get(b"content-length"),
+                               state.settings.server.body_timeout)
         req = call.req = inbound.parse(body, params)
         call.stream = req.get("stream") is True
         call.resolved = resolve(state, req.get("model"), call.key)
@@ -87,6 +92,8 @@ async def _infer(state: State, scope: Scope, receive: Receive, send: Send, inbou
     except GatewayError as err:
         if started:
             return
+        if body is None:  # refused before its body was read: close rather than drain it
+            err.headers.setdefault("connection", "close")
         await _send_error(send, call, err)
         await _settle_failure(state, call, err)
     except ConnectionResetError:
@@ -134,11 +141,11 @@ def resolve(state: State, model: Any, key: KeyRecord) -> Resolved:
     """The catalogue entry for the model asked for, if the key's group may use it."""
     resolved = state.catalogue.resolve(model)
     if resolved is None:
-        raise GatewayError("not_found_error", f"model: {model!r} is not a model this gateway serves", param="model")
+        raise GatewayError("not_found_error", f"model: {shown(model)} is not a model this gateway serves", param="model")
     if not state.catalogue.allows(key.group, resolved.model.id):
         raise GatewayError(
             "permission_error",
-            f"model {model!r} is not available to this key's group {key.group!r}",
+            f"model {shown(model)} is not available to this key's group {key.group!r}",
             param="model",
         )
     return resolved
@@ -159,7 +166,10 @@ async def _forward(state: State, call: Call, plan: Plan, receive: Receive, send:
         provider = state.settings.providers[dep.provider]
         call.provider, call.upstream_model = dep.provider, dep.model
         call.attempts += 1
-        upstream_req = plan.build(provider, dep)
+        try:
+            upstream_req = plan.build(provider, dep)
+        except (orjson.JSONEncodeError, RecursionError):
+            raise bad_request("the request nests JSON deeper than 254 levels; it cannot be forwarded") from None
         try:
             resp = await state.upstreams.open(dep.provider, upstream_req, stream=call.stream)
             if resp.status != 200:
