@@ -143,3 +143,36 @@ def test_an_upstream_reporting_nonsense_usage_is_not_served_free_and_leaks_no_ho
     ok = httpx.post(gateway.url + "/v1/messages", headers=h, timeout=30,
                     json={"model": "claude-haiku-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "x"}]})
     assert ok.status_code == 200, ok.text
+
+
+def count_tokens(gw: Gateway, key: str) -> httpx.Response:
+    return httpx.post(gw.url + "/v1/messages/count_tokens", headers={**V, "x-api-key": key}, timeout=30,
+                      json={"model": "claude-haiku-4-5", "messages": [{"role": "user", "content": "hi"}]})
+
+
+def test_count_tokens_needs_a_funded_wallet(gateway: Gateway) -> None:
+    empty = gateway.account(usd="0")
+    r = count_tokens(gateway, empty["key"])
+    assert r.status_code == 402 and r.json()["error"]["type"] == "billing_error"
+    funded = gateway.account(usd="1")
+    assert count_tokens(gateway, funded["key"]).status_code == 200
+
+
+def test_count_tokens_counts_against_the_keys_request_cap(gateway: Gateway) -> None:
+    acct = gateway.account(usd="1", limits=["1h:requests=3"])
+    statuses = [count_tokens(gateway, acct["key"]).status_code for _ in range(5)]
+    assert statuses == [200, 200, 200, 429, 429]
+    r = httpx.post(gateway.url + "/v1/messages", headers={**V, "x-api-key": acct["key"]}, timeout=30,
+                   json={"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})
+    assert r.status_code == 429
+
+
+def test_failed_requests_at_the_upstream_count_against_a_request_cap(gateway: Gateway, fake: FakeUpstream) -> None:
+    acct = gateway.account(usd="1", limits=["1m:requests=3"])
+    fake.handler = lambda got: json_answer({"type": "error", "error": {"type": "api_error", "message": "x"}}, 500)
+    body = {"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}
+    with httpx.Client(base_url=gateway.url, headers={**V, "x-api-key": acct["key"]}, timeout=30) as c:
+        statuses = [c.post("/v1/messages", json=body).status_code for _ in range(10)]
+    assert statuses[3:] == [429] * 7, statuses
+    assert 429 not in statuses[:3]
+    assert len(fake.received) == 3  # one deployment: one upstream call per admitted request
