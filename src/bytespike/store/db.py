@@ -43,7 +43,10 @@ def private_sqlite_file(path: str) -> None:
     """Create the database file readable by its owner only (it holds emails, the ledger and key
     hashes), and tighten one made before; SQLite gives its -wal and -shm files the same mode."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    # Never open and close a database file that exists: closing any descriptor of it drops the
+    # POSIX locks SQLite holds on it in this process.
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
     for p in (path, f"{path}-wal", f"{path}-shm"):
         with contextlib.suppress(FileNotFoundError, PermissionError):
             if os.stat(p).st_mode & 0o077:
