@@ -90,8 +90,9 @@ class GroupConfig:
     name: str
     models: tuple[str, ...]
     multiplier: Decimal
-    features: tuple[str, ...] = ()  # premium features this group may use (PREMIUM_FEATURES)
-    server_tool_price: Decimal = Decimal(10)  # USD per 1,000 server tool uses (web search)
+    # Premium features this group may use (PREMIUM_FEATURES), each with its price: for
+    # ``server_tools`` USD per 1,000 uses, for the others a multiplier on the request's charge.
+    features: dict[str, Decimal] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -671,19 +672,21 @@ def _groups(n: _Node) -> dict[str, GroupConfig]:
     out: dict[str, GroupConfig] = {}
     for name, gn in n.mapping().items():
         f = gn.mapping()
-        _unknown(gn, f, ("models", "multiplier", "features", "server_tool_price"))
+        _unknown(gn, f, ("models", "multiplier", "features"))
         if "models" not in f:
             raise gn.fail("'models' is required (a list of model id patterns such as 'claude-*')")
-        features = tuple(str(x.string()) for x in f["features"].sequence()) if "features" in f else ()
-        for i, feat in enumerate(features):
-            if feat not in PREMIUM_FEATURES:
-                raise f["features"].sequence()[i].fail(
-                    f"unknown feature {feat!r} (expected one of: {', '.join(PREMIUM_FEATURES)})")
+        features: dict[str, Decimal] = {}
+        if "features" in f:
+            fm = f["features"].mapping()
+            _unknown(f["features"], fm, PREMIUM_FEATURES)
+            for feat, price in fm.items():
+                features[feat] = price.number()
+                if feat != "server_tools" and features[feat] < 1:
+                    raise price.fail("a premium feature's multiplier must be at least 1")
         out[name] = GroupConfig(
             name=name,
             models=tuple(str(p.string()) for p in f["models"].sequence()),
             multiplier=f["multiplier"].number() if "multiplier" in f else Decimal(1),
             features=features,
-            server_tool_price=f["server_tool_price"].number() if "server_tool_price" in f else Decimal(10),
         )
     return out

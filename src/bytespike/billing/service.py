@@ -33,14 +33,15 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
+from bytespike.billing import features, money
 from bytespike.billing import limits as lim
-from bytespike.billing import money
 from bytespike.billing.wallet import LocalWallets, SharedWallets, need
 from bytespike.errors import GatewayError
 from bytespike.gateway.catalogue import Catalogue, Resolved
@@ -80,6 +81,7 @@ class Ticket:
     window_ticket: lim.Ticket | None
     input_estimate: int = 0  # the hold's input tokens
     output_cap: int = 0  # the hold's output tokens (max_tokens as admitted)
+    premium: features.Premium = features.NONE
 
 
 class FileClock:
@@ -299,12 +301,18 @@ class Billing:
         return [lim.UsageEvent(float(r[0]), int(r[1]), int(r[2])) for r in rows]
 
     async def admit(self, request_id: str, key: KeyRecord, resolved: Resolved, max_tokens: int,
-                    input_estimate: int) -> Ticket:
+                    input_estimate: int, premium: features.Premium = features.NONE) -> Ticket:
         model_id = resolved.model.id
         price = self.price(model_id)
-        mult = self.catalogue.multiplier(key.group)
+        mult = self.catalogue.multiplier(key.group) * premium.multiplier
         if not self.enabled:
             return Ticket(request_id, key.account_id, key.id, 0, price, mult, None, None, None)
+        billed_estimate = input_estimate
+        if premium.tool_uses and price.max_input_rate and mult:
+            # The hold covers the server tool uses too, as input tokens of the same worth (rounded up).
+            tools = features.tool_charge(premium, premium.tool_uses)
+            input_estimate += math.ceil(Fraction(tools * money.PRICE_UNIT_TOKENS)
+                                        / (price.max_input_rate * money.parse_multiplier(mult)))
         now = self.clock()
         kw = await self.windows(key)
         lowered: int | None = None
@@ -327,7 +335,7 @@ class Billing:
             kw.release(decision)
             raise
         return Ticket(request_id, key.account_id, key.id, hold, price, mult, lowered, kw, decision,
-                      input_estimate, lowered or max_tokens)
+                      billed_estimate, lowered or max_tokens, premium)
 
     @contextlib.asynccontextmanager
     async def free_request(self, key: KeyRecord) -> AsyncIterator[None]:
@@ -407,6 +415,8 @@ class Billing:
         try:
             if billable and ticket is not None:
                 charge = money.cost(u, ticket.price, ticket.multiplier)
+                if ticket.premium.tool_price:
+                    charge += features.tool_charge(ticket.premium, features.tool_uses(usage))
             if ticket is not None and charge > ticket.hold:
                 # Only content the upstream fetched by URL can outgrow the hold's input estimate; the
                 # answer was delivered, so it is charged in full (the wallet may dip below zero).

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from bytespike.billing import features
 from bytespike.billing.service import Outcome
 from bytespike.config import DeploymentConfig
 from bytespike.errors import GatewayError, bad_request, shown
@@ -83,8 +84,9 @@ async def _infer(state: State, scope: Scope, receive: Receive, send: Send, inbou
         call.resolved = resolve(state, req.get("model"), call.key)
         plan = Plan(inbound, call.resolved, req, body, headers, scope.get("query_string", b""),
                     state.catalogue.provider_type(call.resolved.model))
+        extras = features.premium(req, headers, state.settings.groups.get(call.key.group))
         call.ticket = await state.billing.admit(call.request_id, call.key, call.resolved, plan.max_tokens,
-                                                 plan.input_estimate)
+                                                 plan.input_estimate, extras)
         if call.ticket.max_tokens is not None and call.ticket.max_tokens < plan.max_tokens:
             plan.lower_max_tokens(call.ticket.max_tokens)
             call.extra_headers["bytespike-max-tokens-lowered"] = str(call.ticket.max_tokens)
