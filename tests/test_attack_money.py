@@ -176,3 +176,29 @@ def test_failed_requests_at_the_upstream_count_against_a_request_cap(gateway: Ga
     assert statuses[3:] == [429] * 7, statuses
     assert 429 not in statuses[:3]
     assert len(fake.received) == 3  # one deployment: one upstream call per admitted request
+
+
+@pytest.mark.parametrize(("unit", "route"), [("字", "/v1/messages"), ("字", "/v1/chat/completions"),
+                                             ("мир ", "/v1/messages")], ids=["cjk-messages", "cjk-chat", "cyrillic"])
+def test_a_client_leaving_a_stream_early_pays_for_what_it_was_sent_at_its_scripts_rate(
+        gateway: Gateway, fake: FakeUpstream, unit: str, route: str) -> None:
+    """Each streamed token is one CJK character (or a 4-letter Cyrillic word of ~2 tokens here
+    counted as one): the estimate must not fall below the tokens the client received."""
+    fake.handler = Greedy(unit=unit, chunk_tokens=100, delay_between=0.05)
+    acct = gateway.account(usd="5")
+    h = {**V, "x-api-key": acct["key"]} if route == "/v1/messages" else {"authorization": f"Bearer {acct['key']}"}
+    body = {"model": "claude-haiku-4-5", "max_tokens": 4000, "stream": True,
+            "messages": [{"role": "user", "content": "write"}]}
+    received = ""
+    with httpx.Client(timeout=30) as c, c.stream("POST", gateway.url + route, headers=h, json=body) as r:
+        rid = r.headers["request-id"]
+        for text in r.iter_text():
+            received += text
+            if received.count(unit) >= 1000:
+                break
+    gateway.wait_settled([rid])
+    status, output = gateway.query("SELECT status, output_tokens FROM usage_records WHERE request_id = ?", rid)[0]
+    assert status == "client_disconnected"
+    sent_tokens = received.count(unit)
+    assert output >= sent_tokens, (output, sent_tokens)
+    assert output < 4000

@@ -305,10 +305,13 @@ async def _ticking(chunks: AsyncIterator[bytes], every: float) -> AsyncIterator[
 
 
 def _usage_so_far(relay: Relay) -> dict[str, Any]:
-    """For a client that left mid-stream: input as reported, output estimated at 4 characters a token."""
+    """For a client that left mid-stream: input as reported, output estimated from what was
+    streamed per script (4 ASCII characters, 2 other letters, 1 CJK character a token)."""
     usage = dict(relay.usage)
     estimate = (relay.output_chars + 3) // 4
-    usage["output_tokens"] = max(int(usage.get("output_tokens") or 0), estimate)
+    reported = usage.get("output_tokens")
+    reported = reported if isinstance(reported, int) and not isinstance(reported, bool) and reported > 0 else 0
+    usage["output_tokens"] = max(reported, estimate)
     return usage
 
 
