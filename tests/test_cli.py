@@ -123,12 +123,12 @@ def test_usage_shows_spend_per_model_and_each_keys_windows(gateway: Gateway, fak
     w = {x["window"]: x for x in k["windows"]}
     assert list(w) == ["5h", "1d", "7d"]
     assert Decimal(w["5h"]["spend_usd"]) * NANO == haiku_total + sonnet
-    assert (w["5h"]["usd_cap"], w["5h"]["requests"], w["5h"]["requests_cap"]) == ("2", 3, 40)  # failures count not
+    assert (w["5h"]["usd_cap"], w["5h"]["requests"], w["5h"]["requests_cap"]) == ("2", 4, 40)  # failures count as requests
     assert w["1d"]["tokens_cap"] == 90000 and w["1d"]["tokens"] >= 4000 + 300 + 2000
     assert w["7d"]["usd_cap"] is None and w["5h"]["resets_at"].endswith("Z")
     table = gateway.cli("usage", email, "--since", "1h").stdout
     for text in ("claude-haiku-4-5", "claude-sonnet-4-6", f"total: {u['total_usd']} USD over 4 requests",
-                 "laptop", "of 2", "3 of 40", "of 90000"):
+                 "laptop", "of 2", "4 of 40", "of 90000"):
         assert text in table, (text, table)
 
 

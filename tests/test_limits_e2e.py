@@ -282,11 +282,14 @@ def test_request_cap_counts_requests_in_flight(lim: Clocked, fake: FakeUpstream)
     assert asyncio.run(go()) == (200, 429)
 
 
-def test_failed_requests_count_against_no_cap(lim: Clocked, fake: FakeUpstream) -> None:
-    a = lim.gw.account(limits=["5h:requests=1"])
+def test_failed_requests_count_against_request_caps_but_not_spend(lim: Clocked, fake: FakeUpstream) -> None:
+    a = lim.gw.account(limits=["5h:requests=2"])
     lim.at(T0)
     fake.queue(json_answer({"type": "error", "error": {"type": "api_error", "message": "boom"}}, status=500))
     assert post(lim.gw, a["key"], body()).status_code == 500
+    (w5h,) = [w for w in httpx.get(lim.gw.url + "/v1/usage", headers={"x-api-key": a["key"]}).json()["windows"]
+              if w["window"] == "5h"]
+    assert (w5h["requests"], w5h["spend_usd"], w5h["tokens"]) == (1, "0", 0)
     admitted(lim, fake, a["key"], T0 + 1)
     refused(lim, a["key"], T0 + 2)
 

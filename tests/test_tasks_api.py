@@ -63,11 +63,11 @@ def test_a_chat_completions_task_answers_with_the_chat_completion_object(gw: Gat
 
 def test_anthropic_version_and_beta_given_at_submission_reach_the_upstream(gw: Gateway, fake: FakeUpstream) -> None:
     acct = gw.account(usd="10")
-    t = submit(gw, acct["key"], haiku(), headers={**V, "anthropic-beta": "context-1m-2025-08-07"})
+    t = submit(gw, acct["key"], haiku(), headers={**V, "anthropic-beta": "interleaved-thinking-2025-05-14"})
     assert wait_for(gw, acct["key"], t["id"])["status"] == "succeeded"
     sent = fake.requests_to("/anthropic/v1/messages")[-1]
     assert sent.headers["anthropic-version"] == "2023-06-01"
-    assert sent.headers["anthropic-beta"] == "context-1m-2025-08-07"
+    assert sent.headers["anthropic-beta"] == "interleaved-thinking-2025-05-14"
 
 
 @pytest.mark.parametrize(("submission", "param"), [

@@ -100,13 +100,17 @@ def serve(
     settings = _settings(config)
     if demo:
         workers = 1
+    bounds = settings.server
     os.environ["BYTESPIKE_SERVE"] = orjson.dumps({"config": config, "demo": demo, "host": host, "port": port,
-                                                 "workers": workers}).decode()
+                                                 "workers": workers,
+                                                 "limits": dataclasses.asdict(bounds)}).decode()
     db_note = settings.database_url
     err.print(f"ByteSpike {'DEMO ' if demo else ''}listening on http://{host}:{port} "
               f"(config: {settings.source}, database: {db_note.split('@')[-1]})")
     uvicorn.run("bytespike.http.serving:factory", factory=True, host=host, port=port, workers=workers,
-                loop="uvloop", http="httptools", log_level=log_level, access_log=False,
+                loop="uvloop", http="bytespike.http.protocol:BoundedHttpToolsProtocol", ws="none",
+                log_level=log_level, access_log=False, timeout_keep_alive=bounds.keepalive_timeout,
+                limit_concurrency=bounds.max_connections,
                 timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout), proxy_headers=False, server_header=False)
 
 

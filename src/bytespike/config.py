@@ -7,6 +7,7 @@ environment in every string value.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass, field
@@ -80,11 +81,31 @@ class ModelConfig:
     context_window: int | None = None
 
 
+PREMIUM_FEATURES = ("server_tools", "priority_tier", "fast_mode", "mcp_servers", "context_1m")
+"""Request features that cost more than plain tokens; a group offers only those it lists."""
+
+
 @dataclass(frozen=True, slots=True)
 class GroupConfig:
     name: str
     models: tuple[str, ...]
     multiplier: Decimal
+    # Premium features this group may use (PREMIUM_FEATURES), each with its price: for
+    # ``server_tools`` USD per 1,000 uses, for the others a multiplier on the request's charge.
+    features: dict[str, Decimal] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    """Bounds on what one client connection may cost the gateway before it is authenticated."""
+
+    max_header_bytes: int = 64 * 1024  # request line and headers together; larger gets 431
+    max_headers: int = 100  # header lines; more gets 431
+    header_timeout: float = 10.0  # seconds from connecting (or the previous answer) to complete headers
+    body_timeout: float = 60.0  # seconds to receive the whole body once the headers are in
+    keepalive_timeout: int = 5  # seconds an idle keep-alive connection is kept open
+    write_timeout: float = 60.0  # a client that reads nothing for this long is cut off
+    max_connections: int = 4096  # open connections and requests past this get 503
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +178,8 @@ class Settings:
     # What requests get while Redis is unreachable: "closed" (503 for work whose limits cannot be
     # checked) or "open" (served, limits reconciled once Redis is back).
     redis_policy: str = "closed"
+    server: ServerLimits = ServerLimits()
+    metrics_token: str | None = None  # when set, /metrics needs ``Authorization: Bearer <token>``
 
 
 REDIS_POLICIES = ("closed", "open")
@@ -345,7 +368,8 @@ def _settings(root: _Node) -> Settings:
         root,
         top,
         ("database_url", "redis_url", "redis_policy", "admin_token", "providers", "models", "groups", "limits",
-         "server", "logging", "routing", "model_patterns", "claude_code", "sign_in", "accounts", "payments", "tasks"),
+         "server", "logging", "routing", "model_patterns", "claude_code", "sign_in", "accounts", "payments", "tasks",
+         "metrics"),
     )
     breaker = BreakerConfig()
     if "routing" in top:
@@ -388,9 +412,11 @@ def _settings(root: _Node) -> Settings:
     max_body = 32 * 1024 * 1024
     shutdown_timeout = 30.0
     keepalive = 10.0
+    server = ServerLimits()
     if "server" in top:
         sv = top["server"].mapping()
-        _unknown(top["server"], sv, ("max_body_bytes", "shutdown_timeout", "stream_keepalive_seconds"))
+        bounds = tuple(f.name for f in dataclasses.fields(ServerLimits))
+        _unknown(top["server"], sv, ("max_body_bytes", "shutdown_timeout", "stream_keepalive_seconds", *bounds))
         if "max_body_bytes" in sv:
             max_body = sv["max_body_bytes"].integer()
         if "shutdown_timeout" in sv:
@@ -399,6 +425,21 @@ def _settings(root: _Node) -> Settings:
             keepalive = float(sv["stream_keepalive_seconds"].number())
             if keepalive <= 0:
                 raise sv["stream_keepalive_seconds"].fail("must be a positive number of seconds")
+        given: dict[str, Any] = {}
+        for name in bounds:
+            if name in sv:
+                is_int = isinstance(getattr(server, name), int)
+                value = sv[name].integer() if is_int else float(sv[name].number())
+                if value <= 0:
+                    raise sv[name].fail("must be greater than 0")
+                given[name] = value
+        server = dataclasses.replace(server, **given)
+    metrics_token = None
+    if "metrics" in top:
+        mt = top["metrics"].mapping()
+        _unknown(top["metrics"], mt, ("token",))
+        if "token" in mt:
+            metrics_token = mt["token"].string(allow_null=True)
     log_prompts = False
     if "logging" in top:
         lg = top["logging"].mapping()
@@ -441,6 +482,8 @@ def _settings(root: _Node) -> Settings:
         stripe=stripe,
         signup=signup,
         tasks=_tasks(top["tasks"]) if "tasks" in top else TasksConfig(),
+        server=server,
+        metrics_token=metrics_token,
     )
 
 
@@ -645,12 +688,21 @@ def _groups(n: _Node) -> dict[str, GroupConfig]:
     out: dict[str, GroupConfig] = {}
     for name, gn in n.mapping().items():
         f = gn.mapping()
-        _unknown(gn, f, ("models", "multiplier"))
+        _unknown(gn, f, ("models", "multiplier", "features"))
         if "models" not in f:
             raise gn.fail("'models' is required (a list of model id patterns such as 'claude-*')")
+        features: dict[str, Decimal] = {}
+        if "features" in f:
+            fm = f["features"].mapping()
+            _unknown(f["features"], fm, PREMIUM_FEATURES)
+            for feat, price in fm.items():
+                features[feat] = price.number()
+                if feat != "server_tools" and features[feat] < 1:
+                    raise price.fail("a premium feature's multiplier must be at least 1")
         out[name] = GroupConfig(
             name=name,
             models=tuple(str(p.string()) for p in f["models"].sequence()),
             multiplier=f["multiplier"].number() if "multiplier" in f else Decimal(1),
+            features=features,
         )
     return out

@@ -41,6 +41,12 @@ _STATUS_TO_TYPE = {
 _NO_RETRY = frozenset({400, 401, 402, 403, 404, 405, 413, 422})
 
 
+def shown(value: object, limit: int = 120) -> str:
+    """``repr(value)`` cut to ``limit`` characters: a client's own input is echoed, never in bulk."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 class GatewayError(Exception):
     """An error with the status and type a client should see. ``message`` is safe to show."""
 

@@ -33,22 +33,24 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import enum
 import logging
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from bytespike.billing import features, money, recorded
 from bytespike.billing import limits as lim
-from bytespike.billing import money, recorded
 from bytespike.billing.shared import SharedLimits, SharedView
 from bytespike.billing.wallet import LocalWallets, Need, SharedWallets, need
 from bytespike.errors import GatewayError
@@ -88,6 +90,9 @@ class Ticket:
     windows: lim.KeyWindows | SharedView | None
     window_ticket: lim.Ticket | None
     shared: bool = False  # its slot is in Redis (False: served while Redis was away, or not there)
+    input_estimate: int = 0  # the hold's input tokens
+    output_cap: int = 0  # the hold's output tokens (max_tokens as admitted)
+    premium: features.Premium = features.NONE
 
 
 class FileClock:
@@ -188,6 +193,8 @@ class Billing:
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        if isinstance(self.wallets, LocalWallets):
+            await self.release_dead_holds()
         await self.release_expired_holds()
         self._writer = asyncio.create_task(self._write_loop())
         self._sweeper = asyncio.create_task(self._sweep_loop())
@@ -216,6 +223,17 @@ class Billing:
                     self._wake.set()
         finally:
             self._draining = False
+
+    async def release_dead_holds(self) -> int:
+        """At start, when this process owns its SQLite database: every hold in it was left by a
+        gateway process that died (the process lock says so), so each is released now and its
+        request recorded as ``interrupted``, uncharged (its answer may or may not have gone out)."""
+        async with self.db.write() as conn:
+            left = await books.interrupt_holds(conn, self.clock())
+        if left:
+            log.warning("released %d hold(s) (%s USD) of requests a stopped gateway left open; recorded as "
+                        "interrupted", len(left), money.format_usd(sum(h.amount for h in left)))
+        return len(left)
 
     async def release_expired_holds(self) -> int:
         """Delete holds past their expiry: left by a process that died before settling them."""
@@ -303,18 +321,30 @@ class Billing:
         return [lim.UsageEvent(t, cost, tokens) for _, t, cost, tokens in rows]
 
     async def admit(self, request_id: str, key: KeyRecord, resolved: Resolved, max_tokens: int,
-                    input_estimate: int) -> Ticket:
+                    input_estimate: int, premium: features.Premium = features.NONE) -> Ticket:
         model_id = resolved.model.id
         price = self.price(model_id)
-        mult = self.catalogue.multiplier(key.group)
+        mult = self.catalogue.multiplier(key.group) * premium.multiplier
         if not self.enabled:
             return Ticket(request_id, key.account_id, key.id, 0, price, mult, None, None, None)
+        billed_estimate = input_estimate
+        if premium.tool_uses and price.max_input_rate and mult:
+            # The hold covers the server tool uses too, as input tokens of the same worth (rounded up).
+            tools = features.tool_charge(premium, premium.tool_uses)
+            input_estimate += math.ceil(Fraction(tools * money.PRICE_UNIT_TOKENS)
+                                        / (price.max_input_rate * money.parse_multiplier(mult)))
         now = self.clock()
         n = need(input_estimate, max_tokens, max_tokens, price, mult)
-        if self.shared is not None:
-            return await self._admit_shared(self.shared, request_id, key, n, now, price, mult)
-        if isinstance(self.wallets, SharedWallets):
-            return await self._admit_recorded(self.wallets, request_id, key, n, now, price, mult)
+        if self.shared is not None or isinstance(self.wallets, SharedWallets):
+            if self.shared is not None:
+                shared_ticket = await self._admit_shared(self.shared, request_id, key, n, now, price, mult)
+            else:
+                assert isinstance(self.wallets, SharedWallets)
+                shared_ticket = await self._admit_recorded(self.wallets, request_id, key, n, now, price, mult)
+            shared_ticket.input_estimate = billed_estimate
+            shared_ticket.output_cap = shared_ticket.max_tokens or max_tokens
+            shared_ticket.premium = premium
+            return shared_ticket
         kw = await self._local_windows(key)
         n = _fit_headroom(n, kw.usd_headroom(now))
         decision = kw.admit(now, n.hold)
@@ -326,7 +356,34 @@ class Billing:
         except BaseException:
             kw.release(decision)
             raise
-        return Ticket(request_id, key.account_id, key.id, hold, price, mult, lowered, kw, decision)
+        return Ticket(request_id, key.account_id, key.id, hold, price, mult, lowered, kw, decision,
+                      input_estimate=billed_estimate, output_cap=lowered or max_tokens, premium=premium)
+
+    @contextlib.asynccontextmanager
+    async def free_request(self, key: KeyRecord) -> AsyncIterator[None]:
+        """A request that costs nothing (``count_tokens``) but is still only for a funded key and
+        counts against the key's request caps and concurrency while it runs."""
+        if not self.enabled:
+            yield
+            return
+        balance, held = await self.wallet(key.account_id)
+        if balance - held <= 0:
+            raise GatewayError("billing_error", "this key's wallet is empty; top it up to use the API",
+                               headers={"x-should-retry": "false"})
+        now = self.clock()
+        kw = await self.windows(key)
+        if not isinstance(kw, lim.KeyWindows):  # limits shared through Redis: the funded-key check only
+            yield
+            return
+        decision = kw.admit(now, 0)
+        if isinstance(decision, lim.Refused):
+            err = _refusal(decision)
+            err.headers.update(self._headroom(kw, now))
+            raise err
+        try:
+            yield
+        finally:
+            kw.settle(decision, self.clock(), 0, 0)
 
     async def _admit_recorded(self, wallets: SharedWallets, request_id: str, key: KeyRecord, n: Need, now: float,
                               price: money.Price, mult: Decimal) -> Ticket:
@@ -433,32 +490,47 @@ class Billing:
         (nano-USD) and leaves the typed usage it billed on ``call.billed``."""
         ticket, key, usage, outcome = call.ticket, call.key, call.usage, call.outcome
         assert outcome is not None, "a call is settled once it has an outcome"
-        u = money.Usage.from_anthropic(usage) if usage is not None else money.Usage()
         billable = outcome in (Outcome.SUCCEEDED, Outcome.CLIENT_DISCONNECTED) and usage is not None
+        request_id = call.request_id
+        u = self._usage(request_id, usage, ticket) if billable else money.Usage()
         call.billed = u if billable else None
         if not self.enabled:
             return 0
         now = self.clock()
-        request_id = call.request_id
-        charge = money.cost(u, ticket.price, ticket.multiplier) if (billable and ticket is not None) else 0
-        if ticket is not None and charge > ticket.hold:
-            # Only content the upstream fetched by URL can outgrow the hold's input estimate; the
-            # answer was delivered, so it is charged in full (the wallet may dip below zero).
-            log.warning("request %s cost %d nano-USD, more than its hold %d", request_id, charge, ticket.hold)
-        if ticket is not None and isinstance(ticket.windows, lim.KeyWindows) and ticket.window_ticket is not None:
-            if billable:
-                ticket.windows.settle(ticket.window_ticket, now, charge, u.total_tokens)
-            else:
-                ticket.windows.release(ticket.window_ticket)
-        elif ticket is not None and self.shared is not None and key is not None:
-            if ticket.shared:
-                await self.shared.settle(key.id, request_id, now, billable, charge, u.total_tokens,
-                                         self._window_specs(key))
-            elif billable:  # served while Redis was away: count it once it is back
-                self.shared.missed(key.id, request_id, now, True, charge, u.total_tokens)
+        charge = 0
         account_id = ticket.account_id if ticket else (key.account_id if key else None)
-        if ticket is not None:
-            self.wallets.settled(account_id, ticket.hold, charge)
+        closed = False
+        try:
+            if billable and ticket is not None:
+                charge = money.cost(u, ticket.price, ticket.multiplier)
+                if ticket.premium.tool_price:
+                    charge += features.tool_charge(ticket.premium, features.tool_uses(usage))
+            if ticket is not None and charge > ticket.hold:
+                # Only content the upstream fetched by URL can outgrow the hold's input estimate; the
+                # answer was delivered, so it is charged in full (the wallet may dip below zero).
+                log.warning("request %s cost %d nano-USD, more than its hold %d", request_id, charge, ticket.hold)
+            if ticket is not None and isinstance(ticket.windows, lim.KeyWindows) and ticket.window_ticket is not None:
+                if billable:
+                    ticket.windows.settle(ticket.window_ticket, now, charge, u.total_tokens)
+                else:
+                    # A failure counts as a request in request-capped windows (it cost the
+                    # upstream a call), never as spend or tokens.
+                    ticket.windows.settle(ticket.window_ticket, now, 0, 0)
+            elif ticket is not None and self.shared is not None and key is not None:
+                if ticket.shared:
+                    await self.shared.settle(key.id, request_id, now, billable, charge, u.total_tokens,
+                                             self._window_specs(key))
+                elif billable:  # served while Redis was away: count it once it is back
+                    self.shared.missed(key.id, request_id, now, True, charge, u.total_tokens)
+            if ticket is not None:
+                self.wallets.settled(account_id, ticket.hold, charge)
+            closed = True
+        finally:
+            if not closed and ticket is not None:
+                # Whatever went wrong, the hold and the concurrency slot are never left open.
+                if isinstance(ticket.windows, lim.KeyWindows) and ticket.window_ticket is not None:
+                    ticket.windows.release(ticket.window_ticket)
+                self.wallets.settled(account_id, ticket.hold, 0)
         resolved = call.resolved
         model_asked = resolved.asked if resolved else ""
         finished = time.perf_counter()
@@ -484,6 +556,23 @@ class Billing:
             due=time.monotonic() + max(self._settle_delay, SETTLE_BATCH_SECONDS),
         ))
         return charge
+
+    @staticmethod
+    def _usage(request_id: str, usage: dict[str, Any] | None, ticket: Ticket | None) -> money.Usage:
+        """The usage to bill a delivered answer for. Counts an upstream reported as something other
+        than whole non-negative numbers of a sane size, or an answer that used no token at all,
+        are not believed: the answer is billed at what its hold covered (never free)."""
+        try:
+            u = money.Usage.from_anthropic(usage)
+            if all(_sane(getattr(u, f)) for f in _USAGE_FIELDS) and u.total_tokens > 0:
+                return u
+        except (ValueError, TypeError, AttributeError):
+            pass
+        log.warning("request %s: the upstream reported unusable usage %.200r; billed at its hold's tokens",
+                    request_id, usage)
+        if ticket is None:
+            return money.Usage()
+        return money.Usage(input_tokens=ticket.input_estimate, output_tokens=ticket.output_cap)
 
     async def wallet(self, account_id: str) -> tuple[int, int]:
         """(balance, held) as admission sees them: this process's own view when its wallets are in
@@ -600,6 +689,16 @@ def _fit_headroom(n: Need, headroom: int | None) -> Need:
     if fitted is None:
         return n  # refused by the window, with its retry-after
     return dataclasses.replace(n, hold=n.amount(fitted), max_tokens=fitted)
+
+
+SANE_TOKENS = 10**9
+"""More tokens than any one request can use: a count above it is an upstream's nonsense."""
+_USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_5m_tokens",
+                 "cache_write_1h_tokens")
+
+
+def _sane(n: int) -> bool:
+    return 0 <= n <= SANE_TOKENS
 
 
 def _refusal(r: lim.Refused) -> GatewayError:

@@ -204,7 +204,8 @@ def own_sqlite(path: str) -> IO[str] | None:
 
     Returns the open lock file (keep it open while serving) or raises DatabaseInUse.
     """
-    lock = open(f"{path}.gateway-lock", "a+")  # noqa: SIM115 - held for the life of the process
+    fd = os.open(f"{path}.gateway-lock", os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+    lock = open(fd, "a+")  # noqa: SIM115 - held for the life of the process
     try:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -13,9 +13,12 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import orjson
+
+from bytespike.billing import features
 from bytespike.billing.service import Outcome
 from bytespike.config import DeploymentConfig
-from bytespike.errors import GatewayError
+from bytespike.errors import GatewayError, bad_request, shown
 from bytespike.gateway import routing
 from bytespike.gateway.call import Call, new_request_id
 from bytespike.gateway.catalogue import Resolved
@@ -68,18 +71,22 @@ async def _infer(state: State, scope: Scope, receive: Receive, send: Send, inbou
     task = scope.get(TASK_SCOPE)
     if task is not None:  # a queued task (tasks/worker.py): its key is known and it reads the outcome here
         call.task_id, task.call = task.task_id, call
+    body: bytes | None = None
     try:
-        body = await read_body(receive, state.settings.max_body_bytes, headers.get(b"content-length"))
         params = request_params(scope)
+        # The key before the body: strangers cost no memory.
         call.key = task.key if task is not None else await state.keys.authenticate(
             headers, params.get(inbound.key_param) if inbound.key_param else None)
+        body = await read_body(receive, state.settings.max_body_bytes, headers.get(b"content-length"),
+                               state.settings.server.body_timeout)
         req = call.req = inbound.parse(body, params)
         call.stream = req.get("stream") is True
         call.resolved = resolve(state, req.get("model"), call.key)
         plan = Plan(inbound, call.resolved, req, body, headers, scope.get("query_string", b""),
                     state.catalogue.provider_type(call.resolved.model))
+        extras = features.premium(req, headers, state.settings.groups.get(call.key.group))
         call.ticket = await state.billing.admit(call.request_id, call.key, call.resolved, plan.max_tokens,
-                                                 plan.input_estimate)
+                                                 plan.input_estimate, extras)
         if call.ticket.max_tokens is not None and call.ticket.max_tokens < plan.max_tokens:
             plan.lower_max_tokens(call.ticket.max_tokens)
             call.extra_headers["bytespike-max-tokens-lowered"] = str(call.ticket.max_tokens)
@@ -87,6 +94,8 @@ async def _infer(state: State, scope: Scope, receive: Receive, send: Send, inbou
     except GatewayError as err:
         if started:
             return
+        if body is None:  # refused before its body was read: close rather than drain it
+            err.headers.setdefault("connection", "close")
         await _send_error(send, call, err)
         await _settle_failure(state, call, err)
     except ConnectionResetError:
@@ -134,11 +143,11 @@ def resolve(state: State, model: Any, key: KeyRecord) -> Resolved:
     """The catalogue entry for the model asked for, if the key's group may use it."""
     resolved = state.catalogue.resolve(model)
     if resolved is None:
-        raise GatewayError("not_found_error", f"model: {model!r} is not a model this gateway serves", param="model")
+        raise GatewayError("not_found_error", f"model: {shown(model)} is not a model this gateway serves", param="model")
     if not state.catalogue.allows(key.group, resolved.model.id):
         raise GatewayError(
             "permission_error",
-            f"model {model!r} is not available to this key's group {key.group!r}",
+            f"model {shown(model)} is not available to this key's group {key.group!r}",
             param="model",
         )
     return resolved
@@ -159,7 +168,10 @@ async def _forward(state: State, call: Call, plan: Plan, receive: Receive, send:
         provider = state.settings.providers[dep.provider]
         call.provider, call.upstream_model = dep.provider, dep.model
         call.attempts += 1
-        upstream_req = plan.build(provider, dep)
+        try:
+            upstream_req = plan.build(provider, dep)
+        except (orjson.JSONEncodeError, RecursionError):
+            raise bad_request("the request nests JSON deeper than 254 levels; it cannot be forwarded") from None
         try:
             resp = await state.upstreams.open(dep.provider, upstream_req, stream=call.stream)
             if resp.status != 200:
@@ -293,10 +305,13 @@ async def _ticking(chunks: AsyncIterator[bytes], every: float) -> AsyncIterator[
 
 
 def _usage_so_far(relay: Relay) -> dict[str, Any]:
-    """For a client that left mid-stream: input as reported, output estimated at 4 characters a token."""
+    """For a client that left mid-stream: input as reported, output estimated from what was
+    streamed per script (4 ASCII characters, 2 other letters, 1 CJK character a token)."""
     usage = dict(relay.usage)
     estimate = (relay.output_chars + 3) // 4
-    usage["output_tokens"] = max(int(usage.get("output_tokens") or 0), estimate)
+    reported = usage.get("output_tokens")
+    reported = reported if isinstance(reported, int) and not isinstance(reported, bool) and reported > 0 else 0
+    usage["output_tokens"] = max(reported, estimate)
     return usage
 
 

@@ -18,6 +18,7 @@ from bytespike.gateway.catalogue import Resolved
 from bytespike.gateway.relay import TranslatedRelay
 from bytespike.protocols.base import Inbound, Relay
 from bytespike.protocols.hub import lower_max_tokens
+from bytespike.protocols.json import refuse_duplicate_keys
 from bytespike.providers import TYPES
 from bytespike.providers.base import UpstreamRequest, UpstreamType
 
@@ -40,11 +41,22 @@ class Plan:
         self._names: dict[str, str] | None = None  # upstream tool name -> client's, when shortened
         self._hub: dict[str, Any] | None = None
         model_max = resolved.model.max_tokens
+        self._single_reading = False
         if TYPES[first_type].wire == inbound.wire:
+            self._raw_body()
             self.max_tokens = inbound.max_tokens(req, model_max)
         else:
             # Translation may raise the cap (a thinking budget must fit under it): hold for that.
             self.max_tokens = int(self.hub()["max_tokens"])
+
+    def _raw_body(self) -> bytes | None:
+        """The client's bytes, to forward as sent; checked once to have a single reading."""
+        if self._dirty:
+            return None
+        if not self._single_reading:
+            refuse_duplicate_keys(self.body)
+            self._single_reading = True
+        return self.body
 
     def hub(self) -> dict[str, Any]:
         """The request as a Messages request (translated once, on first use)."""
@@ -67,7 +79,7 @@ class Plan:
     def build(self, provider: ProviderConfig, dep: DeploymentConfig) -> UpstreamRequest:
         utype, native = self._type(provider)
         if native:
-            return utype.native_request(self.req, None if self._dirty else self.body, self.headers, self.query,
+            return utype.native_request(self.req, self._raw_body(), self.headers, self.query,
                                         provider, dep, self.stream)
         request, self._names = utype.hub_request(self.hub(), provider, dep, self.stream)
         return request

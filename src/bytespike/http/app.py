@@ -50,6 +50,10 @@ class Endpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = self.holder.state
         assert state is not None, "the app's lifespan has not run"
+        if scope["type"] != "http":  # a WebSocket upgrade: not offered
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+            return
         if self.methods is not None and scope["method"] not in self.methods:
             await _method_not_allowed(scope, send, self.methods)
             return

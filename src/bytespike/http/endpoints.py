@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from bytespike.billing import money
 from bytespike.config import ModelConfig
-from bytespike.errors import GatewayError
+from bytespike.errors import GatewayError, shown
 from bytespike.gateway.call import new_request_id
 from bytespike.gateway.counting import count
 from bytespike.gateway.pipeline import resolve
@@ -127,7 +128,7 @@ async def get_model(state: State, scope: Scope, receive: Receive, send: Send) ->
         key = await state.keys.authenticate(headers, _query_key(scope, shape))
         resolved = state.catalogue.resolve(model_id.removeprefix("models/"))
         if resolved is None or not state.catalogue.allows(key.group, resolved.model.id):
-            raise GatewayError("not_found_error", f"model {model_id!r} not found")
+            raise GatewayError("not_found_error", f"model {shown(model_id)} not found")
         entry = _model_entry(state, resolved.model, key.group, shape)
         if resolved.asked != resolved.model.id:
             entry["id"] = resolved.asked
@@ -149,13 +150,15 @@ def count_tokens(inbound: Inbound) -> Handler:
         rid = new_request_id()
 
         async def run() -> None:
-            body = await read_body(receive, state.settings.max_body_bytes, headers.get(b"content-length"))
             params = request_params(scope)
             key = await state.keys.authenticate(headers, params.get(inbound.key_param) if inbound.key_param else None)
+            body = await read_body(receive, state.settings.max_body_bytes, headers.get(b"content-length"),
+                                   state.settings.server.body_timeout)
             hub = inbound.parse_count(body, params)
             resolved = resolve(state, hub["model"], key)
-            status, out = await count(state, resolved, hub, body, headers, scope.get("query_string", b""),
-                                      inbound.wire)
+            async with state.billing.free_request(key):
+                status, out = await count(state, resolved, hub, body, headers, scope.get("query_string", b""),
+                                          inbound.wire)
             await send_body(send, status, inbound.count_answer(out), headers_list(JSON, rid))
 
         await _guard(send, inbound, rid, run)
@@ -239,5 +242,13 @@ async def readyz(state: State, scope: Scope, receive: Receive, send: Send) -> No
 
 
 async def metrics(state: State, scope: Scope, receive: Receive, send: Send) -> None:
-    """``GET /metrics``: Prometheus text format."""
+    """``GET /metrics``: Prometheus text format; with ``metrics.token`` set, only for
+    ``Authorization: Bearer <token>`` (it shows revenue per model and upstream model names)."""
+    token = state.settings.metrics_token
+    if token:
+        given = header_map(scope).get(b"authorization", b"")
+        if not hmac.compare_digest(given, b"Bearer " + token.encode()):
+            await send_body(send, 401, b'{"error":"metrics need Authorization: Bearer <metrics.token>"}',
+                            [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")])
+            return
     await send_body(send, 200, state.telemetry.metrics.render(), [(b"content-type", CONTENT_TYPE_LATEST.encode())])

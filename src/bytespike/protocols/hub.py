@@ -328,15 +328,33 @@ def drop_gateway_thinking(req: Mapping[str, Any]) -> dict[str, Any] | None:
     return {**req, "messages": out} if changed else None
 
 
+# One token is about 4 ASCII characters, 2 other alphabetic ones (Cyrillic, Greek, Arabic, ...), one
+# CJK or Hangul character, and half an emoji: weights in quarter tokens, so 4 units make a token.
+_WIDE = re.compile("[\u1100-\u11ff\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef\U00020000-\U0003ffff]")
+_EMOJI = re.compile("[\U0001f000-\U0001faff]")
+
+
+def token_units(text: str) -> int:
+    """Generated text's size in quarter tokens, estimated per script (see the weights above)."""
+    if text.isascii():
+        return len(text)
+    ascii_chars = len(text.encode("ascii", "ignore"))
+    wide = len(_WIDE.findall(text))
+    emoji = len(_EMOJI.findall(text))
+    other = len(text) - ascii_chars - wide - emoji
+    return ascii_chars + 4 * wide + 8 * emoji + 2 * other
+
+
 def delta_chars(event: Mapping[str, Any]) -> int:
-    """Characters of generated output one ``content_block_delta`` carries (text, thinking, tool JSON)."""
+    """Generated output one ``content_block_delta`` carries (text, thinking, tool JSON), in the
+    quarter-token units of ``token_units`` (plain characters for ASCII)."""
     delta = event.get("delta")
     if not isinstance(delta, dict):
         return 0
     for field in ("text", "partial_json", "thinking"):
         value = delta.get(field)
         if isinstance(value, str):
-            return len(value)
+            return token_units(value)
     return 0
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
 
-from bytespike.errors import GatewayError, bad_request
+from bytespike.errors import GatewayError, bad_request, shown
 
 
 def load_object(body: bytes) -> dict[str, Any]:
@@ -21,6 +22,25 @@ def load_object(body: bytes) -> dict[str, Any]:
     if not isinstance(model, str) or not model:
         raise bad_request("model: field required (a model id string)", param="model")
     return req
+
+
+def refuse_duplicate_keys(body: bytes) -> None:
+    """400 if any object in ``body`` names a key twice. Readers disagree on which one wins (this
+    gateway's parser keeps the last, some servers the first), so a body forwarded as sent must
+    have only one reading."""
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        out = dict(items)
+        if len(out) != len(items):
+            seen: set[str] = set()
+            dup = next(k for k, _ in items if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+            raise bad_request(f"{shown(dup)}: the same key appears twice in one JSON object", param=dup)
+        return out
+
+    try:
+        json.loads(body, object_pairs_hook=pairs)
+    except (ValueError, RecursionError):  # not JSON the strict reader takes: orjson already judged it
+        return
 
 
 def load_answer(raw: bytes) -> dict[str, Any]:

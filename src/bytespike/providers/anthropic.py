@@ -17,10 +17,12 @@ from bytespike.providers.base import (
     Deployment,
     ProviderSettings,
     UpstreamRequest,
+    allowed_query,
     forward_headers,
 )
 
 _KEEP = (b"user-agent", b"x-stainless-helper-method", b"x-claude-code-session-id")
+_QUERY = ("beta",)  # the only query parameter Messages takes (the SDKs' ``?beta=true``)
 _GATEWAY_SIGNED = b"bytespike:1:"
 
 
@@ -32,6 +34,7 @@ def request(provider: ProviderSettings, path: str, query: str, inbound: Mapping[
     headers.setdefault("anthropic-version", "2023-06-01")
     headers["x-api-key"] = provider.api_key
     url = f"{provider.base_url}{path}"
+    query = allowed_query(query, _QUERY)
     if query:
         url += "?" + query
     return UpstreamRequest(url, headers, body)

@@ -130,6 +130,13 @@ def forward_headers(inbound: Mapping[bytes, bytes], provider: ProviderSettings, 
     return out
 
 
+def allowed_query(query: str, names: tuple[str, ...]) -> str:
+    """The parameters of ``query`` named in ``names``, in order; everything else stays here."""
+    if not query:
+        return ""
+    return "&".join(p for p in query.split("&") if p.split("=", 1)[0] in names)
+
+
 class CountRequest(NamedTuple):
     """A vendor token-count call and how to read its answer as ``{"input_tokens": N}``."""
 

@@ -20,9 +20,13 @@ from bytespike.providers.base import (
     forward_headers,
 )
 
+_KEEP = (b"user-agent",)
+"""Not ``openai-organization`` or ``openai-project``: which of the operator's projects pays is the
+operator's choice (``providers.NAME.headers``), never the client's."""
+
 
 def request(provider: ProviderSettings, inbound: Mapping[bytes, bytes], body: bytes) -> UpstreamRequest:
-    headers = forward_headers(inbound, provider, (b"openai-organization", b"openai-project"))
+    headers = forward_headers(inbound, provider, _KEEP)
     headers["authorization"] = f"Bearer {provider.api_key}"
     return UpstreamRequest(f"{provider.base_url}/chat/completions", headers, body)
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
+import os
 from pathlib import Path
 
 from sqlalchemy import event
@@ -38,12 +40,26 @@ def sqlite_path(url: str) -> str | None:
     return None if path in ("", ":memory:") else path
 
 
+def private_sqlite_file(path: str) -> None:
+    """Create the database file readable by its owner only (it holds emails, the ledger and key
+    hashes), and tighten one made before; SQLite gives its -wal and -shm files the same mode."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    # Never open and close a database file that exists: closing any descriptor of it drops the
+    # POSIX locks SQLite holds on it in this process.
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+    for p in (path, f"{path}-wal", f"{path}-shm"):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            if os.stat(p).st_mode & 0o077:
+                os.chmod(p, 0o600)
+
+
 def create_engine(url: str) -> AsyncEngine:
     aurl = async_url(url)
     if is_sqlite(aurl):
         path = sqlite_path(url)
         if path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            private_sqlite_file(path)
         engine = create_async_engine(aurl, connect_args={"timeout": 30})
 
         @event.listens_for(engine.sync_engine, "connect")
@@ -87,11 +103,12 @@ def upgrade_sync(url: str, revision: str = "head") -> None:
     left to do)."""
     from alembic import command
 
-    path = sqlite_path(url)
-    if path is None:
+    path = sqlite_path(url) if is_sqlite(url) else None
+    if not path:
         command.upgrade(_alembic_config(url), revision)
         return
     Path(path).parent.mkdir(parents=True, exist_ok=True)
+    private_sqlite_file(path)
     with open(f"{path}.migrate-lock", "a") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         try:

@@ -79,12 +79,14 @@ async def held(conn: AsyncConnection, account_id: str, now: float) -> int:
 
 
 async def key_usage(conn: AsyncConnection, key_id: str, since: float) -> list[tuple[str, float, int, int]]:
-    """(request id, time, cost, tokens) of the key's billed requests after ``since``, oldest first."""
+    """(request id, time, cost, tokens) of the key's requests after ``since`` that count in its windows
+    (failures too: they count as requests, at no cost), oldest first."""
     u = usage_records.c
     tokens = u.input_tokens + u.output_tokens + u.cache_read_tokens + u.cache_write_5m_tokens + u.cache_write_1h_tokens
     rows = (await conn.execute(
         select(u.request_id, u.created_at, u.cost, tokens)
-        .where(u.key_id == key_id, u.created_at > since, u.status.in_(("succeeded", "client_disconnected")))
+        .where(u.key_id == key_id, u.created_at > since,
+               u.status.in_(("succeeded", "client_disconnected", "failed", "interrupted")))
         .order_by(u.created_at)
     )).all()
     return [(str(r[0]), float(r[1]), int(r[2]), int(r[3])) for r in rows]
@@ -108,6 +110,34 @@ async def insert_holds(conn: AsyncConnection, rows: Sequence[HoldRow]) -> None:
 async def delete_expired_holds(conn: AsyncConnection, now: float) -> int:
     res = await conn.execute(delete(holds).where(holds.c.expires_at <= now))
     return res.rowcount or 0
+
+
+async def interrupt_holds(conn: AsyncConnection, now: float) -> list[HoldRow]:
+    """Every open hold, deleted, each with an ``interrupted`` usage record (nothing charged).
+
+    Only for a process that knows every hold in the database was left by a gateway that died
+    (it owns the SQLite file): those requests' outcome is unknown and their money is freed at once.
+    """
+    rows = (await conn.execute(select(holds.c.id, holds.c.account_id, holds.c.key_id, holds.c.amount,
+                                      holds.c.created_at, holds.c.expires_at))).all()
+    if not rows:
+        return []
+    left = [HoldRow(str(r[0]), str(r[1]), r[2], int(r[3]), float(r[4]), float(r[5])) for r in rows]
+    ids = [h.id for h in left]
+    recorded: set[str] = set()
+    for chunk in _chunks(ids, 500):
+        recorded |= {r[0] for r in (await conn.execute(
+            select(usage_records.c.request_id).where(usage_records.c.request_id.in_(chunk)))).all()}
+    await _insert_many(conn, "usage_records", _USAGE_COLUMNS, [{
+        "request_id": h.id, "created_at": h.created_at, "account_id": h.account_id, "key_id": h.key_id,
+        "protocol": "unknown", "model_asked": "", "model_used": None, "provider": None, "upstream_model": None,
+        "stream": False, "input_tokens": 0, "output_tokens": 0, "cache_read_tokens": 0,
+        "cache_write_5m_tokens": 0, "cache_write_1h_tokens": 0, "cost": 0, "status": "interrupted",
+        "http_status": 0, "error_type": "gateway_stopped", "latency_ms": (now - h.created_at) * 1000,
+        "ttft_ms": None} for h in left if h.id not in recorded])
+    for chunk in _chunks(ids, 500):
+        await conn.execute(delete(holds).where(holds.c.id.in_(chunk)))
+    return left
 
 
 async def write_settlements(conn: AsyncConnection, items: Sequence[Settlement], now: float) -> None:

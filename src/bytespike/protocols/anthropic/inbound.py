@@ -11,6 +11,7 @@ import orjson
 
 from bytespike.errors import GatewayError, bad_request
 from bytespike.protocols.anthropic.relay import AnthropicPassthrough, AnthropicSink
+from bytespike.protocols.anthropic.shape import check_messages_shape
 from bytespike.protocols.base import ModelView, Relay, Sink
 from bytespike.protocols.hub import lower_max_tokens
 from bytespike.protocols.json import load_answer, load_object
@@ -28,6 +29,7 @@ def check_messages_request(req: dict[str, Any]) -> None:
         raise bad_request("max_tokens: field required (a non-negative integer)", param="max_tokens")
     if "stream" in req and not isinstance(req["stream"], bool):
         raise bad_request("stream: must be a boolean", param="stream")
+    check_messages_shape(req)
 
 
 _CREATED = "2025-01-01T00:00:00Z"

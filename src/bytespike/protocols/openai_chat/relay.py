@@ -9,7 +9,7 @@ import orjson
 
 from bytespike.errors import GatewayError
 from bytespike.protocols.base import Events
-from bytespike.protocols.hub import usage_from_openai
+from bytespike.protocols.hub import token_units, usage_from_openai
 from bytespike.protocols.openai_chat.inbound import MessagesToChatStream
 from bytespike.protocols.sse import SSEParser
 
@@ -67,7 +67,7 @@ class OpenAIPassthrough:
             delta = choice.get("delta") or {}
             content = delta.get("content")
             if content:
-                self.output_chars += len(content)
+                self.output_chars += token_units(content)
         u = payload.get("usage")
         if u:
             self.usage = usage_from_openai(u)

@@ -15,6 +15,7 @@ from bytespike.protocols.json import load_answer, load_object
 from bytespike.protocols.openai_chat.inbound.common import CAVEATS, ChatRequestError
 from bytespike.protocols.openai_chat.inbound.request import DEFAULT_MAX_TOKENS, chat_to_messages_request
 from bytespike.protocols.openai_chat.inbound.response import message_to_chat_completion
+from bytespike.protocols.openai_chat.inbound.shape import check_chat_shape
 from bytespike.protocols.openai_chat.relay import ChatSink, OpenAIPassthrough
 
 WIRE = "openai_chat"
@@ -59,6 +60,7 @@ class ChatInbound:
             value = req.get(field)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise bad_request(f"{field}: must be a positive integer", param=field)
+        check_chat_shape(req)
         return req
 
     def parse_count(self, body: bytes, params: Mapping[str, str]) -> dict[str, Any]:
