@@ -279,7 +279,7 @@ def answer_for(req: dict[str, Any], seq: int) -> dict[str, Any]:
             "parallel_tool_calls": req.get("parallel_tool_calls", True), "previous_response_id": None,
             "store": req.get("store", True), "temperature": 1.0, "tool_choice": choice or "auto", "tools": tools,
             "top_p": 0.98, "truncation": "disabled", "metadata": {},
-            "usage": {"input_tokens": n_in, "input_tokens_details": {"cached_tokens": cached},
+            "usage": {"input_tokens": n_in, "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
                       "output_tokens": n_out, "output_tokens_details": {"reasoning_tokens": n_reason},
                       "total_tokens": n_in + n_out}}
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from openai import omit
 from openai.lib.streaming.responses._responses import ResponseStreamState
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
@@ -51,7 +52,7 @@ def check_responses_stream(events: list[dict[str, Any]]) -> Response:
     """
     assert events, "empty stream"
     assert events[0]["type"] == "response.created"
-    state: ResponseStreamState[Any] = ResponseStreamState(input_tools=[], text_format=None)  # type: ignore[arg-type]
+    state: ResponseStreamState[Any] = ResponseStreamState(input_tools=omit, text_format=omit)
     open_items: dict[int, str] = {}
     done_items: list[int] = []
     terminal = None

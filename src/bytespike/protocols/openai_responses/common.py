@@ -94,7 +94,7 @@ def responses_usage(usage: Mapping[str, Any]) -> dict[str, Any]:
     reasoning = _int(details.get("thinking_tokens")) if isinstance(details, Mapping) else 0
     return {
         "input_tokens": inp,
-        "input_tokens_details": {"cached_tokens": cache_read},
+        "input_tokens_details": {"cached_tokens": cache_read, "cache_write_tokens": cache_write},
         "output_tokens": out,
         "output_tokens_details": {"reasoning_tokens": reasoning},
         "total_tokens": inp + out,

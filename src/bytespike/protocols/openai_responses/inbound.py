@@ -49,9 +49,9 @@ def responses_to_messages_request(req: Mapping[str, Any], model: str) -> dict[st
         out["system"] = system
     out["messages"] = turns
     tools = _tools(req.get("tools"))
+    choice = _tool_choice(req.get("tool_choice"), req.get("parallel_tool_calls"))
     if tools:
         out["tools"] = tools
-        choice = _tool_choice(req.get("tool_choice"), req.get("parallel_tool_calls"))
         if choice is not None:
             out["tool_choice"] = choice
     elif _tool_names_in(turns):
