@@ -36,7 +36,7 @@ def custom_tool_names(req: Mapping[str, Any]) -> frozenset[str]:
 def responses_to_messages_request(req: Mapping[str, Any], model: str) -> dict[str, Any]:
     """Responses request -> Messages request for ``model``; raises ResponsesRequestError for what
     cannot be served (see ``common.INBOUND_CAVEATS`` for what is dropped instead)."""
-    _reject_stateful(req)
+    reject_stateful(req)
     system: list[dict[str, Any]] = []
     instructions = req.get("instructions")
     if isinstance(instructions, str) and instructions:
@@ -72,7 +72,8 @@ def responses_to_messages_request(req: Mapping[str, Any], model: str) -> dict[st
     return out
 
 
-def _reject_stateful(req: Mapping[str, Any]) -> None:
+def reject_stateful(req: Mapping[str, Any]) -> None:
+    """Refuse what only a server that stores responses could serve."""
     if req.get("previous_response_id"):
         raise ResponsesRequestError(
             "previous_response_id is not supported: this gateway stores no responses; send the whole "

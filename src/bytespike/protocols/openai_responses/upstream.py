@@ -9,7 +9,6 @@ back through ``stream.ResponsesStreamTranslator``.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -19,6 +18,7 @@ import orjson
 from bytespike.protocols.hub import (
     blocks_of,
     mapping,
+    openai_reasoning_family,
     requested_effort,
     sanitize_id,
     snap_effort,
@@ -49,16 +49,11 @@ OPENAI_GPT5: Final = ResponsesDialect(
 )
 OPENAI_O_SERIES: Final = ResponsesDialect(efforts=("low", "medium", "high"), default_sampling_only=True)
 
-_REASONING_MODEL: Final = re.compile(r"^(?:[\w.-]+/)?(gpt-5|o1|o3|o4)")
-
-
 def preset_for_model(model: str) -> str | None:
-    """The preset name OpenAI's own rules give a model name: gpt-5* -> openai_gpt5, o1/o3/o4* ->
+    """The preset OpenAI's own rules give a model name: gpt-5* -> openai_gpt5, o1/o3/o4* ->
     openai_o_series, anything else None (generic)."""
-    m = _REASONING_MODEL.match(model.lower())
-    if m is None:
-        return None
-    return "openai_gpt5" if m.group(1) == "gpt-5" else "openai_o_series"
+    family = openai_reasoning_family(model)
+    return f"openai_{family}" if family else None
 
 
 def responses_tool_names(req: Mapping[str, Any], dialect: ResponsesDialect = GENERIC) -> dict[str, str]:
