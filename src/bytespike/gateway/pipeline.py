@@ -160,6 +160,10 @@ async def _forward(state: State, call: Call, plan: Plan, receive: Receive, send:
         call.provider, call.upstream_model = dep.provider, dep.model
         call.attempts += 1
         upstream_req = plan.build(provider, dep)
+        if upstream_req.dropped:
+            call.extra_headers["bytespike-dropped-params"] = ",".join(upstream_req.dropped)
+        else:
+            call.extra_headers.pop("bytespike-dropped-params", None)
         try:
             resp = await state.upstreams.open(dep.provider, upstream_req, stream=call.stream)
             if resp.status != 200:

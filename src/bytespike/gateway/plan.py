@@ -90,4 +90,4 @@ class Plan:
             return self.inbound.native_whole(raw, self._rename(dep))
         asked = self.resolved.asked
         message = utype.message_from(raw, asked, self._names)
-        return self.inbound.from_message(message, asked), message.get("usage") or {}
+        return self.inbound.from_message(message, asked, self.req), message.get("usage") or {}

@@ -62,6 +62,8 @@ CAVEATS: Final[tuple[str, ...]] = (
     "An assistant message last in the request (prefill) is sent as an ordinary assistant message.",
     "DeepSeek: thinking is turned off when tool_choice forces a tool (thinking mode allows auto/none only).",
     "Reasoning text is returned even when thinking.display is 'omitted'.",
+    "OpenAI reasoning models (gpt-5*, o1, o3, o4*) get max_completion_tokens and only the default temperature "
+    "and top_p (o-series: no stop); what they refuse is dropped and listed in the bytespike-dropped-params header.",
 )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from bytespike.protocols.anthropic.builder import MessageStreamBuilder
+from bytespike.protocols.base import JsonEventSource
 from bytespike.protocols.hub import (
     SIG_REASONING,
     Events,
@@ -33,7 +34,7 @@ _ERROR_TYPES = {
 }
 
 
-class ResponsesStreamTranslator:
+class ResponsesStreamTranslator(JsonEventSource):
     """Responses stream events -> Anthropic stream events, one parsed ``data:`` payload at a time.
 
     The message ends on ``response.completed`` / ``response.incomplete`` (message_delta +
@@ -51,6 +52,7 @@ class ResponsesStreamTranslator:
         self._summary_index: int | None = None
         self._refused = False
         self.completed = False
+        self.failed = False
         self.usage: dict[str, Any] = empty_usage()
 
     def feed(self, event: dict[str, Any]) -> Events:
@@ -97,6 +99,7 @@ class ResponsesStreamTranslator:
         return []
 
     def fail(self, error_type: str, message: str) -> Events:
+        self.failed = True
         builder, out = self._start({})
         return out + builder.error(error_type, message)
 
@@ -169,6 +172,7 @@ class ResponsesStreamTranslator:
         return builder.finish(reason, self.usage)
 
     def _fail(self, builder: MessageStreamBuilder, error: Mapping[str, Any]) -> Events:
+        self.failed = True
         code = string(error.get("code")) or string(error.get("type"))
         message = string(error.get("message")) or "the upstream provider failed"
         return builder.error(_ERROR_TYPES.get(code, "api_error"), message)

@@ -33,9 +33,11 @@ def custom_tool_names(req: Mapping[str, Any]) -> frozenset[str]:
     )
 
 
-def responses_to_messages_request(req: Mapping[str, Any], model: str) -> dict[str, Any]:
-    """Responses request -> Messages request for ``model``; raises ResponsesRequestError for what
-    cannot be served (see ``common.INBOUND_CAVEATS`` for what is dropped instead)."""
+def responses_to_messages_request(req: Mapping[str, Any], model: str,
+                                  default_max_tokens: int = DEFAULT_MAX_TOKENS) -> dict[str, Any]:
+    """Responses request -> Messages request for ``model``, with the effective ``max_tokens``
+    (``max_output_tokens``, else ``default_max_tokens``, raised above a thinking budget); raises
+    ResponsesRequestError for what cannot be served (``common.INBOUND_CAVEATS`` lists what is dropped)."""
     reject_stateful(req)
     system: list[dict[str, Any]] = []
     instructions = req.get("instructions")
@@ -44,7 +46,7 @@ def responses_to_messages_request(req: Mapping[str, Any], model: str) -> dict[st
     elif instructions is not None and not isinstance(instructions, str):
         raise ResponsesRequestError("instructions must be a string", "instructions")
     turns = _turns(req.get("input"), system)
-    out: dict[str, Any] = {"model": model, "max_tokens": _max_tokens(req)}
+    out: dict[str, Any] = {"model": model, "max_tokens": _max_tokens(req, default_max_tokens)}
     if system:
         out["system"] = system
     out["messages"] = turns
@@ -88,10 +90,10 @@ def reject_stateful(req: Mapping[str, Any]) -> None:
         raise ResponsesRequestError("background: true is not supported; use POST /v1/tasks", "background")
 
 
-def _max_tokens(req: Mapping[str, Any]) -> int:
+def _max_tokens(req: Mapping[str, Any], default: int) -> int:
     value = req.get("max_output_tokens")
     if value is None:
-        return DEFAULT_MAX_TOKENS
+        return default
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ResponsesRequestError("max_output_tokens must be a positive integer", "max_output_tokens")
     return value
