@@ -25,7 +25,7 @@ from bytespike.protocols.openai_responses.inbound import (
     responses_to_messages_request,
 )
 from bytespike.protocols.openai_responses.output import MessagesToResponsesStream, message_to_response
-from bytespike.protocols.openai_responses.relays import ResponsesPassthrough, ResponsesSink
+from bytespike.protocols.openai_responses.relays import ResponsesPassthrough, ResponsesSink, rename_model
 from bytespike.protocols.sse import frame
 
 WIRE = "openai_responses"
@@ -81,10 +81,15 @@ class ResponsesInbound:
             raise bad_request(exc.message, param=exc.param) from None
 
     def passthrough(self, req: dict[str, Any], rename: str | None) -> Relay:
-        return ResponsesPassthrough()
+        return ResponsesPassthrough(rename)
 
     def native_whole(self, raw: bytes, rename: str | None) -> tuple[bytes, dict[str, Any]]:
-        return raw, usage_from_responses(load_answer(raw).get("usage"))
+        data = load_answer(raw)
+        usage = usage_from_responses(data.get("usage"))
+        if rename is not None and "model" in data:
+            rename_model(data, rename)
+            return orjson.dumps(data), usage
+        return raw, usage
 
     def sink(self, req: dict[str, Any], model: str) -> Sink:
         return ResponsesSink(model, req, custom_tool_names(req))
