@@ -61,8 +61,9 @@ def _issued(text: str, rid: str) -> bool:
     return text == encrypted_for(rid)
 
 
-def validate(body: bytes, headers: dict[str, str] | None = None) -> dict[str, Any]:
-    """The parsed request, or Rejected with OpenAI's message for the first rule it breaks."""
+def validate(body: bytes, headers: dict[str, str] | None = None, issued: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The parsed request, or Rejected with OpenAI's message for the first rule it breaks.
+    ``issued``: encrypted reasoning OpenAI issued elsewhere (recordings), accepted back verbatim."""
     if headers is not None and not headers.get("authorization", "").startswith("Bearer "):
         raise Rejected("You didn't provide an API key.", status=401)
     try:
@@ -109,7 +110,7 @@ def validate(body: bytes, headers: dict[str, str] | None = None) -> dict[str, An
             raise Rejected(f"Invalid value: '{value}'.", "include")
     tools = _tools(req.get("tools"))
     _tool_choice(req.get("tool_choice"), tools)
-    _input(req)
+    _input(req, issued)
     return req
 
 
@@ -168,7 +169,7 @@ def _tool_choice(choice: Any, tools: dict[str, Any]) -> None:
     raise Rejected("Invalid value for 'tool_choice'.", "tool_choice")
 
 
-def _input(req: dict[str, Any]) -> None:
+def _input(req: dict[str, Any], issued: frozenset[str]) -> None:
     items = req.get("input")
     if isinstance(items, str):
         return
@@ -217,7 +218,7 @@ def _input(req: dict[str, Any]) -> None:
                 raise Rejected(f"Item with id '{rid}' not found. Items are not persisted when `store` is set to "
                                "false. Try again with `store` set to true, or remove this item from your input.",
                                where, 404)
-            if not _issued(enc, rid.replace("rs_", "resp_", 1)):
+            if not _issued(enc, rid.replace("rs_", "resp_", 1)) and enc not in issued:
                 raise Rejected(f"The encrypted content for item {rid} could not be verified.", where)
             if i + 1 >= len(items):
                 raise Rejected(f"Item '{rid}' of type 'reasoning' was provided without its required following item.",
