@@ -226,15 +226,21 @@ def chat_model(name: str) -> str:
     return "deepseek-v4-pro" if "deepseek" in name or "openrouter-claude" in name else "gpt-5-5-chat"
 
 
-def chat_received(got: dict[str, Any], model: str) -> dict[str, Any]:
+def chat_received(got: dict[str, Any], model: str, recorded: dict[str, Any] | None = None) -> dict[str, Any]:
     """What the upstream got, with the dialect's documented differences from the recording (plain
     Chat Completions of gpt-4o-era clients) put back, after checking them."""
     got = copy.deepcopy(got)
+    recorded = recorded or {}
     assert got.pop("model") == UPSTREAM_MODEL[model]
     if model == "gpt-5-5-chat":
         # GPT-5 takes max_completion_tokens, and reasoning stays off unless the client asks for thinking.
         assert got.pop("reasoning_effort") == "none"
         got["max_tokens"] = got.pop("max_completion_tokens")
+        # ... and only the default temperature and top_p: others are dropped, not sent.
+        for key in ("temperature", "top_p"):
+            assert key not in got
+            if key in recorded and recorded[key] != 1:
+                got[key] = recorded[key]
     else:
         # No `thinking` in a Messages request means no thinking: DeepSeek is told so, and every
         # assistant turn carries its (here empty) reasoning_content, as thinking mode wants.
@@ -276,7 +282,7 @@ def test_recorded_chat_interaction_replays_through_the_gateway(
     final = client.ask(stream, req)
     (got,) = fake.received
     assert got.path == CHAT_PATH[model]
-    assert chat_received(got.json(), model) == chat_recorded(body, stream)
+    assert chat_received(got.json(), model, body) == chat_recorded(body, stream)
     check_chat_message(final, chunks, model)
 
 
@@ -645,7 +651,7 @@ def test_tool_result_error_reaches_each_upstream_in_its_own_form(
 def charge_nano(model: str, usage: dict[str, int]) -> int:
     """The catalogue price of ``model`` (USD per million tokens) applied to Anthropic-split usage,
     rounded once, half up, to nano-USD."""
-    price = yaml.safe_load(BUILTIN.read_text())["models"][model]["price"]
+    price = yaml.safe_load(BUILTIN.read_text())["models"][model.removesuffix("-chat")]["price"]  # conftest's copy
     usd = sum(Fraction(str(price[k])) * n for k, n in usage.items()) / 10**6
     return math.floor(usd * 10**9 + Fraction(1, 2))
 
@@ -1023,7 +1029,8 @@ def _top_k_to_openai() -> dict[str, Any]:
 
 
 def _check_top_k_to_openai(sent: dict[str, Any]) -> None:
-    assert "top_k" not in sent and sent["top_p"] == 0.5
+    # gpt-5.5 is an OpenAI reasoning model: it takes only the default top_p, so 0.5 is dropped too.
+    assert "top_k" not in sent and "top_p" not in sent
 
 
 def _parallel_off_to_gemini() -> dict[str, Any]:
