@@ -2,12 +2,14 @@
 
 The version is pinned in ``tests/e2e/package.json`` (``@openai/codex``, whose native binary is a
 platform package on the npm registry); it is installed with ``npm ci`` on first use. Each run gets
-a fresh CODEX_HOME holding the provider config the docs give (``docs/codex-cli.md``).
+a fresh CODEX_HOME holding the ``config.toml`` of ``docs/codex-cli.md``, as written there, with
+only the gateway's address and the model put in.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -19,15 +21,17 @@ from claude_code import E2E_DIR, _install_lock, _run
 
 PACKAGE = "@openai/codex"
 LAUNCHER = E2E_DIR / "node_modules" / "@openai" / "codex" / "bin" / "codex.js"
-CONFIG = """model = "{model}"
-model_provider = "bytespike"
+DOC = E2E_DIR.parent.parent / "docs" / "codex-cli.md"
+DOC_URL = "http://127.0.0.1:8080"
 
-[model_providers.bytespike]
-name = "ByteSpike"
-base_url = "{base_url}/v1"
-env_key = "BYTESPIKE_API_KEY"
-wire_api = "responses"
-"""
+
+def documented_config(base_url: str, model: str) -> str:
+    """The ``~/.codex/config.toml`` block of docs/codex-cli.md for this gateway and model."""
+    block = re.search(r"```toml\n(.*?)```", DOC.read_text(), re.S)
+    if block is None or DOC_URL not in block.group(1):
+        raise AssertionError("docs/codex-cli.md has no config.toml block pointing at " + DOC_URL)
+    text = block.group(1).replace(DOC_URL, base_url)
+    return re.sub(r'^model = "[^"]*"', f'model = "{model}"', text, count=1, flags=re.M)
 
 
 def pinned_version() -> str:
@@ -69,7 +73,7 @@ def run_codex(base_url: str, api_key: str, prompt: str, *, model: str, cwd: Path
         raise RuntimeError("npm and node are needed to install the Codex CLI")
     with tempfile.TemporaryDirectory(prefix="codex-run-") as scratch:
         home = Path(scratch)
-        (home / "config.toml").write_text(CONFIG.format(model=model, base_url=base_url))
+        (home / "config.toml").write_text(documented_config(base_url, model))
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CODEX_"))}
         env.update({"CODEX_HOME": str(home), "HOME": str(home), "BYTESPIKE_API_KEY": api_key, "NO_COLOR": "1",
                     "RUST_LOG": "error"})
