@@ -25,6 +25,8 @@ def rename_model(payload: dict[str, Any], model: str) -> None:
 class ResponsesSink:
     """Anthropic events -> Responses SSE frames (``event: <type>`` + ``data:``, no ``[DONE]``)."""
 
+    keepalive = b": keepalive\n\n"  # an SSE comment: the openai SDK and Codex skip it
+
     def __init__(self, model: str, request: Mapping[str, Any], custom_tools: Iterable[str] = ()) -> None:
         self._stream = MessagesToResponsesStream(model, request, custom_tools)
 
@@ -49,6 +51,7 @@ class ResponsesPassthrough:
     """
 
     __slots__ = ("usage", "ok", "output_chars", "_parser", "_failed", "_seq", "_rename", "_response")
+    keepalive = None  # the upstream's own stream, passed through
 
     def __init__(self, rename: str | None = None) -> None:
         self.usage: dict[str, Any] = {}
