@@ -37,6 +37,7 @@ class ResponsesInbound:
     wire = WIRE
     caveats: tuple[str, ...] = INBOUND_CAVEATS
     routes: Mapping[str, str] = MappingProxyType({"/v1/responses": "infer"})
+    lists_discovery_ids = False  # Claude Code's claude-via-<id> names are for Anthropic-shaped lists only
 
     def claims(self, path: str, headers: Mapping[bytes, bytes]) -> int:
         return 2 if path.startswith("/v1/responses") else 0
