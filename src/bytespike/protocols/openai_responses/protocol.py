@@ -37,6 +37,7 @@ class ResponsesInbound:
     wire = WIRE
     caveats: tuple[str, ...] = INBOUND_CAVEATS
     routes: Mapping[str, str] = MappingProxyType({"/v1/responses": "infer"})
+    key_param: str | None = None
     lists_discovery_ids = False  # Claude Code's claude-via-<id> names are for Anthropic-shaped lists only
 
     def claims(self, path: str, headers: Mapping[bytes, bytes]) -> int:
@@ -98,6 +99,9 @@ class ResponsesInbound:
     def from_message(self, message: dict[str, Any], model: str, req: Mapping[str, Any] | None = None) -> bytes:
         req = req or {}
         return orjson.dumps(message_to_response(message, model, req, custom_tool_names(req)))
+
+    def count_answer(self, raw: bytes) -> bytes:
+        return raw
 
     def error_body(self, err: GatewayError, request_id: str) -> bytes:
         return err.openai_body()
