@@ -53,6 +53,8 @@ class Replies:
     openai_stream_no_usage: Reply
     gemini: Reply
     gemini_stream: Reply
+    responses: Reply
+    responses_stream: Reply
     not_found: Reply
 
     @classmethod
@@ -65,6 +67,8 @@ class Replies:
             openai_stream_no_usage=Reply.stream(payloads.openai_events(include_usage=False)),
             gemini=Reply.whole(payloads.gemini_json()),
             gemini_stream=Reply.stream(payloads.gemini_events()),
+            responses=Reply.whole(payloads.responses_json()),
+            responses_stream=Reply.stream(payloads.responses_events()),
             not_found=Reply(b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: 38\r\n\r\n"
                             b'{"error":{"message":"no such route"}}\n'),
         )
@@ -78,6 +82,8 @@ class Replies:
                 return self.openai
             return self.openai_stream if b'"include_usage":true' in body.replace(b" ", b"") \
                 else self.openai_stream_no_usage
+        if path.endswith(b"/responses"):
+            return self.responses_stream if _wants_stream(body) else self.responses
         if path.endswith(b":streamGenerateContent"):
             return self.gemini_stream
         if path.endswith(b":generateContent"):

@@ -152,6 +152,53 @@ def openai_events(include_usage: bool) -> list[bytes]:
     return events
 
 
+_RESP_ID = "resp_BenchFixedAnswer000000000000"
+
+
+def responses_request(model: str, stream: bool) -> bytes:
+    """An OpenAI Responses request as Codex CLI or ``client.responses`` sends it (stateless)."""
+    body: dict = {"model": model, "instructions": SYSTEM, "input": [{"role": r, "content": t} for r, t in TURNS],
+                  "max_output_tokens": MAX_TOKENS, "store": False}
+    if stream:
+        body["stream"] = True
+    return orjson.dumps(body)
+
+
+def _responses_object(status: str) -> dict:
+    done = status == "completed"
+    item = {"id": "msg_BenchFixedAnswer0000", "type": "message", "status": "completed", "role": "assistant",
+            "content": [{"type": "output_text", "annotations": [], "logprobs": [], "text": ANSWER_TEXT}]}
+    usage = {"input_tokens": INPUT_TOKENS, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+             "output_tokens": OUTPUT_TOKENS, "output_tokens_details": {"reasoning_tokens": 0},
+             "total_tokens": INPUT_TOKENS + OUTPUT_TOKENS}
+    return {"id": _RESP_ID, "object": "response", "created_at": _CREATED, "status": status, "error": None,
+            "incomplete_details": None, "model": OPENAI_MODEL, "output": [item] if done else [],
+            "usage": usage if done else None}
+
+
+def responses_json() -> bytes:
+    return orjson.dumps(_responses_object("completed"))
+
+
+def responses_events() -> list[bytes]:
+    item = "msg_BenchFixedAnswer0000"
+    common = {"item_id": item, "output_index": 0, "content_index": 0}
+    part = {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}
+    events: list[dict] = [{"type": "response.created", "response": _responses_object("in_progress")},
+                          {"type": "response.in_progress", "response": _responses_object("in_progress")},
+                          {"type": "response.output_item.added", "output_index": 0,
+                           "item": {"id": item, "type": "message", "status": "in_progress", "role": "assistant",
+                                    "content": []}},
+                          {"type": "response.content_part.added", **common, "part": part}]
+    events += [{"type": "response.output_text.delta", **common, "delta": p, "logprobs": []} for p in ANSWER_PIECES]
+    final = _responses_object("completed")
+    events += [{"type": "response.output_text.done", **common, "text": ANSWER_TEXT, "logprobs": []},
+               {"type": "response.content_part.done", **common, "part": {**part, "text": ANSWER_TEXT}},
+               {"type": "response.output_item.done", "output_index": 0, "item": final["output"][0]},
+               {"type": "response.completed", "response": final}]
+    return [_sse(e["type"], {**e, "sequence_number": i}) for i, e in enumerate(events)]
+
+
 def _gemini_usage(final: bool) -> dict:
     out = OUTPUT_TOKENS if final else 0
     u: dict = {"promptTokenCount": INPUT_TOKENS, "totalTokenCount": INPUT_TOKENS + out,
@@ -230,11 +277,21 @@ def routes(key: str) -> dict[str, Route]:
             f"native-{sfx}", f"/v1/messages claude ({kind})", stream,
             Target("/v1/messages", _anthropic_headers(key), messages_request(ANTHROPIC_MODEL, stream), msg_expect),
             _direct_anthropic(stream))
+        resp_expect = b"response.completed" if stream else b'"completed"'
+        direct_responses = Target("/openai-responses/responses", _bearer("upstream-secret-openai-responses"),
+                                  responses_request(OPENAI_MODEL, stream), resp_expect)
         out[f"openai-{sfx}"] = Route(
-            f"openai-{sfx}", f"/v1/messages gpt-5-5 via OpenAI ({kind})", stream,
+            f"openai-{sfx}", f"/v1/messages gpt-5-5 via OpenAI Responses ({kind})", stream,
             Target("/v1/messages", _anthropic_headers(key), messages_request("gpt-5-5", stream), msg_expect),
-            Target("/openai/chat/completions", _bearer("upstream-secret-openai"), chat_request(OPENAI_MODEL, stream),
-                   b"[DONE]" if stream else b'"stop"'))
+            direct_responses)
+        out[f"responses-{sfx}"] = Route(
+            f"responses-{sfx}", f"/v1/responses gpt-5-5, native ({kind})", stream,
+            Target("/v1/responses", _bearer(key), responses_request("gpt-5-5", stream), resp_expect),
+            direct_responses)
+        out[f"responses-claude-{sfx}"] = Route(
+            f"responses-claude-{sfx}", f"/v1/responses claude ({kind})", stream,
+            Target("/v1/responses", _bearer(key), responses_request(ANTHROPIC_MODEL, stream), resp_expect),
+            _direct_anthropic(stream))
         gpath = f"/gemini/v1beta/models/{GEMINI_MODEL}:" + (
             "streamGenerateContent?alt=sse" if stream else "generateContent")
         out[f"gemini-{sfx}"] = Route(

@@ -21,7 +21,8 @@ from payloads import Route, Target, routes
 T = TypeVar("T")
 
 LATENCY_ROUTES = ("native-json", "native-stream", "openai-json", "openai-stream", "gemini-json", "gemini-stream",
-                  "chat-json", "chat-stream")
+                  "chat-json", "chat-stream", "responses-json", "responses-stream", "responses-claude-json",
+                  "responses-claude-stream")
 THROUGHPUT_ROUTES = ("native-json", "native-stream")
 CONCURRENCY = (16, 64)
 SOAK_ROUTES = ("native-json", "native-stream", "openai-stream", "gemini-json", "chat-stream")

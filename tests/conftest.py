@@ -55,6 +55,12 @@ def test_config(fake_url: str, db_path: Path, extra_models: dict | None = None,
     for name, p in cfg["providers"].items():
         p["base_url"] = f"{fake_url}/{name}"
         p["api_key"] = f"upstream-secret-{name}"
+    # gpt-5-5 through Chat Completions (the built-in catalogue serves it through the Responses API).
+    cfg["models"]["gpt-5-5-chat"] = {**cfg["models"]["gpt-5-5"], "display_name": "GPT-5.5 (Chat Completions)",
+                                     "deployments": [{"provider": "openai", "model": "gpt-5.5"}]}
+    # Same name here and upstream: the native Responses route must then relay streams byte for byte.
+    cfg["models"]["gpt-5.5"] = {**cfg["models"]["gpt-5-5"], "deployments": [{"provider": "openai-responses",
+                                                                             "model": "gpt-5.5"}]}
     cfg["providers"].update(extra_providers or {})
     cfg["models"].update(extra_models or {})
     return cfg

@@ -57,9 +57,9 @@ PREMIUM_CASES = [
     ("mcp servers", base(mcp_servers=[{"type": "url", "url": "https://mcp.example", "name": "x"}]),
      {"anthropic-beta": "mcp-client-2025-04-04"}, "/v1/messages"),
     ("context 1m", base(), {"anthropic-beta": "context-1m-2025-08-07"}, "/v1/messages"),
-    ("server tools", {"model": "gpt-5-5", "max_tokens": 50, "messages": [{"role": "user", "content": "x"}],
+    ("server tools", {"model": "gpt-5-5-chat", "max_tokens": 50, "messages": [{"role": "user", "content": "x"}],
                       "web_search_options": {}}, {}, "/v1/chat/completions"),
-    ("priority tier", {"model": "gpt-5-5", "max_tokens": 50, "messages": [{"role": "user", "content": "x"}],
+    ("priority tier", {"model": "gpt-5-5-chat", "max_tokens": 50, "messages": [{"role": "user", "content": "x"}],
                        "service_tier": "priority"}, {}, "/v1/chat/completions"),
 ]
 

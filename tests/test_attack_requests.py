@@ -44,7 +44,7 @@ def refused_before_upstream(fake: FakeUpstream, r: httpx.Response, before: int, 
 # ---------------------------------------------------------------- money fields
 
 
-@pytest.mark.parametrize("model", ["gpt-5-5", "claude-haiku-4-5", "gemini-3-1-pro"])
+@pytest.mark.parametrize("model", ["gpt-5-5-chat", "claude-haiku-4-5", "gemini-3-1-pro"])
 def test_openai_n_above_one_is_refused_before_the_upstream(gateway: Gateway, fake: FakeUpstream, model: str) -> None:
     fake.handler = Greedy()
     acct = gateway.account(usd="0.05")
@@ -54,7 +54,7 @@ def test_openai_n_above_one_is_refused_before_the_upstream(gateway: Gateway, fak
     refused_before_upstream(fake, r, before, "n")
 
 
-@pytest.mark.parametrize("model", ["gpt-5-5", "claude-haiku-4-5"])
+@pytest.mark.parametrize("model", ["gpt-5-5-chat", "claude-haiku-4-5"])
 def test_disagreeing_max_tokens_and_max_completion_tokens_are_refused(gateway: Gateway, fake: FakeUpstream,
                                                                      model: str) -> None:
     fake.handler = greedy = Greedy()
@@ -77,7 +77,7 @@ def test_duplicate_keys_on_a_route_that_forwards_the_body_as_sent_are_refused(ga
             b'"model":"claude-haiku-4-5"}')
     before = len(fake.received)
     refused_before_upstream(fake, messages(gateway, acct["key"], body), before, "model")
-    nested = (b'{"model":"gpt-5-5","max_tokens":100,"messages":[{"role":"user","content":"x","role":"system"}]}')
+    nested = (b'{"model":"gpt-5-5-chat","max_tokens":100,"messages":[{"role":"user","content":"x","role":"system"}]}')
     refused_before_upstream(fake, chat(gateway, acct["key"], nested), before, "role")
 
 
@@ -85,7 +85,7 @@ def test_duplicate_keys_on_a_translated_route_reach_the_upstream_as_the_gateway_
         gateway: Gateway, fake: FakeUpstream) -> None:
     fake.handler = greedy = Greedy()
     acct = gateway.account(usd="5")
-    body = (b'{"model":"gpt-5-5","max_tokens":100,"messages":[{"role":"user","content":"x"}],'
+    body = (b'{"model":"gpt-5-5-chat","max_tokens":100,"messages":[{"role":"user","content":"x"}],'
             b'"model":"gemini-3-1-pro","max_tokens":7}')
     r = messages(gateway, acct["key"], body)
     assert r.status_code == 200, r.text
@@ -121,7 +121,7 @@ CHAT_CASES = [
 ]
 
 
-@pytest.mark.parametrize("model", ["claude-haiku-4-5", "gpt-5-5", "gemini-3-1-pro"])
+@pytest.mark.parametrize("model", ["claude-haiku-4-5", "gpt-5-5-chat", "gemini-3-1-pro"])
 @pytest.mark.parametrize(("field", "change"), MESSAGES_CASES, ids=[c[0] for c in MESSAGES_CASES])
 def test_a_malformed_messages_field_is_a_400_naming_it_before_the_upstream(
         gateway: Gateway, fake: FakeUpstream, acct: dict[str, Any], model: str, field: str,
@@ -131,7 +131,7 @@ def test_a_malformed_messages_field_is_a_400_naming_it_before_the_upstream(
     refused_before_upstream(fake, messages(gateway, acct["key"], body), before, field)
 
 
-@pytest.mark.parametrize("model", ["claude-haiku-4-5", "gpt-5-5", "gemini-3-1-pro"])
+@pytest.mark.parametrize("model", ["claude-haiku-4-5", "gpt-5-5-chat", "gemini-3-1-pro"])
 @pytest.mark.parametrize(("field", "change"), CHAT_CASES, ids=[c[0] for c in CHAT_CASES])
 def test_a_malformed_chat_field_is_a_400_naming_it_before_the_upstream(
         gateway: Gateway, fake: FakeUpstream, acct: dict[str, Any], model: str, field: str,
@@ -183,7 +183,7 @@ def _fuzz(gw: Gateway, fake: FakeUpstream, key: str, send: Any, base: dict[str, 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 
 
-@pytest.mark.parametrize("model", ["claude-haiku-4-5", "gpt-5-5", "gemini-3-1-pro"])
+@pytest.mark.parametrize("model", ["claude-haiku-4-5", "gpt-5-5-chat", "gemini-3-1-pro"])
 def test_fuzzed_messages_requests_never_get_a_500_and_invalid_ones_never_reach_the_upstream(
         gateway: Gateway, fake: FakeUpstream, model: str) -> None:
     fake.handler = Greedy()
@@ -199,7 +199,7 @@ def test_fuzzed_messages_requests_never_get_a_500_and_invalid_ones_never_reach_t
     assert "Traceback" not in gateway.log.read_text()
 
 
-@pytest.mark.parametrize("model", ["claude-haiku-4-5", "gpt-5-5", "gemini-3-1-pro"])
+@pytest.mark.parametrize("model", ["claude-haiku-4-5", "gpt-5-5-chat", "gemini-3-1-pro"])
 def test_fuzzed_chat_requests_never_get_a_500_and_invalid_ones_never_reach_the_upstream(
         gateway: Gateway, fake: FakeUpstream, model: str) -> None:
     fake.handler = Greedy()

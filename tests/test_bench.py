@@ -13,12 +13,16 @@ ROOT = Path(__file__).resolve().parent.parent
 ROUTE_LABELS = [
     "/v1/messages claude (non-stream)",
     "/v1/messages claude (stream)",
-    "/v1/messages gpt-5-5 via OpenAI (non-stream)",
-    "/v1/messages gpt-5-5 via OpenAI (stream)",
+    "/v1/messages gpt-5-5 via OpenAI Responses (non-stream)",
+    "/v1/messages gpt-5-5 via OpenAI Responses (stream)",
     "/v1/messages gemini-3-1-pro via Gemini (non-stream)",
     "/v1/messages gemini-3-1-pro via Gemini (stream)",
     "/v1/chat/completions claude (non-stream)",
     "/v1/chat/completions claude (stream)",
+    "/v1/responses gpt-5-5, native (non-stream)",
+    "/v1/responses gpt-5-5, native (stream)",
+    "/v1/responses claude (non-stream)",
+    "/v1/responses claude (stream)",
 ]
 SECTION_TITLES = [
     "Added latency, milliseconds (gateway minus direct call to the same upstream)",

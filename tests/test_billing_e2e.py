@@ -50,7 +50,8 @@ NANO = 10**9
 
 def price_of(model: str) -> dict[str, Fraction]:
     """USD per million tokens as exact fractions, straight from defaults.yaml."""
-    return {k: Fraction(str(v)) for k, v in CATALOGUE["models"][model]["price"].items()}
+    prices = CATALOGUE["models"][model.removesuffix("-chat")]["price"]  # gpt-5-5-chat: conftest's copy of gpt-5-5
+    return {k: Fraction(str(v)) for k, v in prices.items()}
 
 
 def charge_nano(model: str, multiplier: str, *, input: int = 0, output: int = 0, cache_read: int = 0,
@@ -284,9 +285,9 @@ def test_translated_gpt_response_with_cached_tokens_is_charged_exactly(gw: Gatew
     acct = gw.account(usd="50", group="resale")
     usage = chat_usage(PROMPT, COMPLETION, CACHED)
     tokens = {"input": PROMPT - CACHED, "output": COMPLETION, "cache_read": CACHED, "w5m": 0, "w1h": 0}
-    expected = charge_nano("gpt-5-5", RESALE, input=PROMPT - CACHED, output=COMPLETION, cache_read=CACHED)
+    expected = charge_nano("gpt-5-5-chat", RESALE, input=PROMPT - CACHED, output=COMPLETION, cache_read=CACHED)
     c = client(gw, acct["key"])
-    req = {"model": "gpt-5-5", "max_tokens": 2000, "messages": [{"role": "user", "content": "hi"}]}
+    req = {"model": "gpt-5-5-chat", "max_tokens": 2000, "messages": [{"role": "user", "content": "hi"}]}
     if stream:
         fake.queue(sse_answer(chat_stream("gpt-5.5", usage, ["Hel", "lo"]), chunk_size=120))
         with c.messages.stream(**req) as s:
@@ -299,7 +300,7 @@ def test_translated_gpt_response_with_cached_tokens_is_charged_exactly(gw: Gatew
         final = raw.parse()
     assert final.usage.cache_read_input_tokens == CACHED
     assert fake.requests_to("/openai/chat/completions"), "the request did not go to the OpenAI upstream"
-    check_charge(gw, acct, rid, "gpt-5-5", expected, tokens, 50 * NANO, stream)
+    check_charge(gw, acct, rid, "gpt-5-5-chat", expected, tokens, 50 * NANO, stream)
 
 
 def test_openai_sdk_on_gpt_is_charged_exactly(gw: Gateway, fake: FakeUpstream) -> None:
@@ -307,13 +308,13 @@ def test_openai_sdk_on_gpt_is_charged_exactly(gw: Gateway, fake: FakeUpstream) -
     usage = chat_usage(PROMPT, COMPLETION, CACHED)
     fake.queue(json_answer(chat_completion("gpt-5.5", usage)))
     oc = openai.OpenAI(base_url=gw.url + "/v1", api_key=acct["key"], max_retries=0)
-    raw = oc.chat.completions.with_raw_response.create(model="gpt-5-5", messages=[{"role": "user", "content": "hi"}],
+    raw = oc.chat.completions.with_raw_response.create(model="gpt-5-5-chat", messages=[{"role": "user", "content": "hi"}],
                                                        max_completion_tokens=2000)
     assert raw.parse().usage.prompt_tokens_details.cached_tokens == CACHED
     rid = raw.headers["request-id"]
     tokens = {"input": PROMPT - CACHED, "output": COMPLETION, "cache_read": CACHED, "w5m": 0, "w1h": 0}
-    expected = charge_nano("gpt-5-5", RESALE, input=PROMPT - CACHED, output=COMPLETION, cache_read=CACHED)
-    check_charge(gw, acct, rid, "gpt-5-5", expected, tokens, 50 * NANO, False)
+    expected = charge_nano("gpt-5-5-chat", RESALE, input=PROMPT - CACHED, output=COMPLETION, cache_read=CACHED)
+    check_charge(gw, acct, rid, "gpt-5-5-chat", expected, tokens, 50 * NANO, False)
 
 
 # ---------------------------------------------------------------- 2. no overdraft under concurrency
@@ -590,7 +591,7 @@ def assert_not_billed(gw: Gateway, acct: dict[str, Any], rid: str, topup: int, h
     ("claude-haiku-4-5", lambda: upstream_error(529, "overloaded_error"), 529, "overloaded_error"),
     ("claude-slow", lambda: Answer(delay_before=3, body=b"{}"), 504, "timeout_error"),
     ("claude-unreachable", None, 529, "overloaded_error"),
-    ("gpt-5-5", lambda: json_answer({"error": {"message": "server boom", "type": "server_error"}}, status=503),
+    ("gpt-5-5-chat", lambda: json_answer({"error": {"message": "server boom", "type": "server_error"}}, status=503),
      529, "overloaded_error"),
 ], ids=["400", "401", "429", "500", "529", "timeout", "refused", "openai-503"])
 def test_failed_request_is_not_billed_and_releases_its_hold(gw: Gateway, fake: FakeUpstream, model: str, answer: Any,
@@ -614,7 +615,7 @@ CUT_USAGE = anthropic_usage(TOKENS)
                                                cut_after=3), "api_error"),
     ("claude-slow", lambda: stream_answer(anthropic_stream("claude-haiku-4-5", CUT_USAGE, ["a", "b", "c"]),
                                           stall_after=3), "timeout_error"),
-    ("gpt-5-5", lambda: sse_answer(chat_stream("gpt-5.5", chat_usage(100, 10, 0), ["Hel", "lo"]), chunk_size=150,
+    ("gpt-5-5-chat", lambda: sse_answer(chat_stream("gpt-5.5", chat_usage(100, 10, 0), ["Hel", "lo"]), chunk_size=150,
                                    cut_after=4), "api_error"),
 ], ids=["cut", "stalled", "translated-cut"])
 def test_upstream_stream_broken_midway_is_not_billed(gw: Gateway, fake: FakeUpstream, model: str, answer: Any,

@@ -67,7 +67,7 @@ def test_discovery_alias_is_answered_by_the_cross_vendor_route(gateway: Gateway,
                                                                 acct: dict) -> None:
     msg = client(gateway, acct["key"]).messages.create(model="claude-via-gpt-5-5", **HELLO)
     assert msg.model == "claude-via-gpt-5-5"
-    assert fake.requests_to("/openai/chat/completions")[-1].json()["model"] == "gpt-5.5"
+    assert fake.requests_to("/openai-responses/responses")[-1].json()["model"] == "gpt-5.5"
 
 
 def test_a_claude_only_key_does_not_see_or_reach_other_vendors(gateway: Gateway) -> None:
@@ -152,7 +152,7 @@ def test_a_silent_translated_stream_carries_pings_and_still_ends_well(quick_ping
     answer.chunks = _chat_chunks("after the silence")
     fake.queue(answer)
     with httpx.stream("POST", gw.url + "/v1/messages", headers={**V, "x-api-key": acct["key"]},
-                      json={**HELLO, "model": "gpt-5-5", "stream": True}, timeout=30) as r:
+                      json={**HELLO, "model": "gpt-5-5-chat", "stream": True}, timeout=30) as r:
         raw = b"".join(r.iter_raw()).decode()
     events = [line[len("event: "):] for line in raw.splitlines() if line.startswith("event: ")]
     assert events.count("ping") >= 2

@@ -61,5 +61,5 @@ def test_discovery_lists_the_keys_models_and_claude_via_ids(gateway: Gateway, fa
         done = run_claude(gateway.url, acct["key"], "say hello", model="claude-via-gpt-5-5", extra_env=env,
                           home=Path(home))
     assert done.returncode == 0, done.stderr + done.stdout
-    assert fake.requests_to("/openai/chat/completions"), "the gpt-5-5 route was not used"
-    assert all(c.json()["model"] == "gpt-5.5" for c in fake.requests_to("/openai/chat/completions"))
+    assert fake.requests_to("/openai-responses/responses"), "the gpt-5-5 route was not used"
+    assert all(c.json()["model"] == "gpt-5.5" for c in fake.requests_to("/openai-responses/responses"))

@@ -80,7 +80,7 @@ def test_claude_code_runs_a_tool_loop_through_gemini(gateway: Gateway, fake: Fak
 def test_claude_code_runs_a_tool_loop_through_gpt(gateway: Gateway, fake: FakeUpstream) -> None:
     acct = gateway.account()
     fake.handler = tool_responder("Bash", MARKER, "final answer through gpt")
-    done = run_claude(gateway.url, acct["key"], "run the marker", model="gpt-5-5", allowed_tools=["Bash"])
+    done = run_claude(gateway.url, acct["key"], "run the marker", model="gpt-5-5-chat", allowed_tools=["Bash"])
     assert done.returncode == 0, done.stderr + done.stdout
     assert done.stdout.strip() == "final answer through gpt"
 

@@ -15,7 +15,7 @@ from fakeupstream import FakeUpstream
 
 MODELS = ["gemini-3-1-pro", "claude-sonnet-4-6", "gpt-5-5", "deepseek-v4-pro"]
 UPSTREAM_PATH = {"gemini-3-1-pro": "/gemini/v1beta/models/gemini-3.1-pro-preview:",
-                 "claude-sonnet-4-6": "/anthropic/v1/messages", "gpt-5-5": "/openai/chat/completions",
+                 "claude-sonnet-4-6": "/anthropic/v1/messages", "gpt-5-5": "/openai-responses/responses",
                  "deepseek-v4-pro": "/deepseek/chat/completions"}
 WEATHER = types.FunctionDeclaration(
     name="get_weather", description="Weather for a city",
@@ -78,6 +78,10 @@ def test_function_calling_round_trip_on_every_model(gateway: Gateway, fake: Fake
     elif model == "gemini-3-1-pro":  # native: what the SDK sent, the signature Gemini gave on its call included
         parts = [p for content in sent["contents"] for p in content["parts"]]
         assert next(p for p in parts if "functionCall" in p)["thoughtSignature"]
+    elif model == "gpt-5-5":  # the Responses API: the call and its output paired by call_id
+        outputs = [i for i in sent["input"] if i.get("type") == "function_call_output"]
+        assert outputs and outputs[0]["call_id"] in {i.get("call_id") for i in sent["input"]
+                                                     if i.get("type") == "function_call"}
     else:
         tool_msgs = [m for m in sent["messages"] if m["role"] == "tool"]
         assert tool_msgs and tool_msgs[0]["tool_call_id"]
@@ -107,7 +111,8 @@ def test_models_list_get_and_count_tokens_through_the_sdk(gateway: Gateway, fake
     assert one.name == "models/claude-sonnet-4-6" and one.output_token_limit == 64000
     raw = httpx.get(gateway.url + "/v1beta/models", headers={"x-goog-api-key": acct["key"]}).json()
     entry = next(m for m in raw["models"] if m["name"] == "models/gemini-3-1-pro")
-    assert entry["protocols_aggregate"] == ["gemini", "anthropic:translated", "openai:translated"]
+    assert entry["protocols_aggregate"] == ["gemini", "anthropic:translated", "openai:translated",
+                                           "responses:translated"]
     claude = next(m for m in raw["models"] if m["name"] == "models/claude-sonnet-4-6")
     assert "gemini:translated" in claude["protocols_aggregate"]
     for model, upstream in (("gemini-3-1-pro", ":countTokens"), ("claude-sonnet-4-6", "/v1/messages/count_tokens")):

@@ -154,9 +154,9 @@ def test_renamed_model_is_named_as_asked_in_every_chunk(gateway: Gateway, fake: 
     body = next(b for n, b in recorded_chat_streams() if n.startswith("e2aad469"))
     fake.queue(sse_answer(body, chunk_size=77))
     chunks = list(oai(gateway, acct["key"]).chat.completions.create(
-        model="gpt-5-5", messages=[{"role": "user", "content": "hi"}], stream=True,
+        model="gpt-5-5-chat", messages=[{"role": "user", "content": "hi"}], stream=True,
         stream_options={"include_usage": True}))
-    assert {ch.model for ch in chunks} == {"gpt-5-5"}
+    assert {ch.model for ch in chunks} == {"gpt-5-5-chat"}
     assert fake.requests_to("/openai/chat/completions")[-1].json()["model"] == "gpt-5.5"
 
 
@@ -308,9 +308,11 @@ def test_models_in_openai_shape(gateway: Gateway, acct):
     raw = httpx.get(gateway.url + "/v1/models", headers={"authorization": f"Bearer {acct['key']}"}).json()
     assert raw["object"] == "list"
     gpt = next(m for m in raw["data"] if m["id"] == "gpt-5-5")
-    assert gpt["protocols_aggregate"] == ["openai", "anthropic:translated", "gemini:translated"]
+    assert gpt["protocols_aggregate"] == ["responses", "anthropic:translated", "openai:translated",
+                                          "gemini:translated"]
     claude = next(m for m in raw["data"] if m["id"] == "claude-sonnet-4-6")
-    assert claude["protocols_aggregate"] == ["anthropic", "openai:translated", "gemini:translated"]
+    assert claude["protocols_aggregate"] == ["anthropic", "openai:translated", "gemini:translated",
+                                             "responses:translated"]
     assert "claude-3-5-sonnet-20241022" in claude["aliases"]
     one = oai(gateway, acct["key"]).models.retrieve("gpt-5-5")
     assert one.id == "gpt-5-5"

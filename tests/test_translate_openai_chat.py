@@ -776,9 +776,10 @@ def test_thinking_maps_to_reasoning_effort_and_drops_sampling_on_gpt5(
     assert "temperature" not in body and body["max_completion_tokens"] == 64000 and "max_tokens" not in body
 
 
-def test_no_thinking_on_gpt5_sends_effort_none_and_keeps_temperature() -> None:
+def test_no_thinking_on_gpt5_sends_effort_none_and_only_the_default_temperature() -> None:
     body = to_chat_request(_req(temperature=0.2), "gpt-5.5", OPENAI_GPT5)
-    assert body["reasoning_effort"] == "none" and body["temperature"] == 0.2
+    assert body["reasoning_effort"] == "none" and "temperature" not in body
+    assert to_chat_request(_req(temperature=1), "gpt-5.5", OPENAI_GPT5)["temperature"] == 1
 
 
 def test_max_tokens_is_clamped_to_the_model_limit() -> None:

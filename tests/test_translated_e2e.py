@@ -44,13 +44,13 @@ from test_translate_openai_chat import interactions as chat_interactions
 RAW_CHAT_STREAMS = sorted(
     (RECORDED / "openai__openai-python" / ".inline-snapshot" / "external").glob("*.bin")
 )
-TRANSLATED = ["gpt-5-5", "gemini-3-1-pro", "deepseek-v4-pro"]
+TRANSLATED = ["gpt-5-5-chat", "gemini-3-1-pro", "deepseek-v4-pro"]
 UPSTREAM_MODEL = {
-    "gpt-5-5": "gpt-5.5",
+    "gpt-5-5-chat": "gpt-5.5",
     "deepseek-v4-pro": "deepseek-v4-pro",
     "gemini-3-1-pro": "gemini-3.1-pro-preview",
 }
-CHAT_PATH = {"gpt-5-5": "/openai/chat/completions", "deepseek-v4-pro": "/deepseek/chat/completions"}
+CHAT_PATH = {"gpt-5-5-chat": "/openai/chat/completions", "deepseek-v4-pro": "/deepseek/chat/completions"}
 GEMINI_PATH = "/gemini/v1beta/models/gemini-3.1-pro-preview:"
 WEATHER = {
     "name": "get_weather",
@@ -223,18 +223,24 @@ def gemini_expected(chunks: list[dict[str, Any]]) -> dict[str, Any]:
 def chat_model(name: str) -> str:
     """The gateway model whose upstream stands in for the recorded one: DeepSeek for DeepSeek, and
     for OpenRouter's Claude (another OpenAI-compatible server); gpt-5-5 for OpenAI models."""
-    return "deepseek-v4-pro" if "deepseek" in name or "openrouter-claude" in name else "gpt-5-5"
+    return "deepseek-v4-pro" if "deepseek" in name or "openrouter-claude" in name else "gpt-5-5-chat"
 
 
-def chat_received(got: dict[str, Any], model: str) -> dict[str, Any]:
+def chat_received(got: dict[str, Any], model: str, recorded: dict[str, Any] | None = None) -> dict[str, Any]:
     """What the upstream got, with the dialect's documented differences from the recording (plain
     Chat Completions of gpt-4o-era clients) put back, after checking them."""
     got = copy.deepcopy(got)
+    recorded = recorded or {}
     assert got.pop("model") == UPSTREAM_MODEL[model]
-    if model == "gpt-5-5":
+    if model == "gpt-5-5-chat":
         # GPT-5 takes max_completion_tokens, and reasoning stays off unless the client asks for thinking.
         assert got.pop("reasoning_effort") == "none"
         got["max_tokens"] = got.pop("max_completion_tokens")
+        # ... and only the default temperature and top_p: others are dropped, not sent.
+        for key in ("temperature", "top_p"):
+            assert key not in got
+            if key in recorded and recorded[key] != 1:
+                got[key] = recorded[key]
     else:
         # No `thinking` in a Messages request means no thinking: DeepSeek is told so, and every
         # assistant turn carries its (here empty) reasoning_content, as thinking mode wants.
@@ -276,7 +282,7 @@ def test_recorded_chat_interaction_replays_through_the_gateway(
     final = client.ask(stream, req)
     (got,) = fake.received
     assert got.path == CHAT_PATH[model]
-    assert chat_received(got.json(), model) == chat_recorded(body, stream)
+    assert chat_received(got.json(), model, body) == chat_recorded(body, stream)
     check_chat_message(final, chunks, model)
 
 
@@ -288,9 +294,9 @@ def test_recorded_openai_python_stream_reaches_the_sdk_as_the_same_message(
     chunks = chunks_of(path.read_bytes())
     fake.queue(sse_answer(path.read_text(), chunk_size=113) if stream else json_answer(completion_of(chunks)))
     final = client.ask(
-        stream, {"model": "gpt-5-5", "max_tokens": 512, "messages": [{"role": "user", "content": "go"}]}
+        stream, {"model": "gpt-5-5-chat", "max_tokens": 512, "messages": [{"role": "user", "content": "go"}]}
     )
-    check_chat_message(final, chunks, "gpt-5-5")
+    check_chat_message(final, chunks, "gpt-5-5-chat")
 
 
 # ---------------------------------------------------------------- 1. recorded Gemini traffic
@@ -645,7 +651,7 @@ def test_tool_result_error_reaches_each_upstream_in_its_own_form(
 def charge_nano(model: str, usage: dict[str, int]) -> int:
     """The catalogue price of ``model`` (USD per million tokens) applied to Anthropic-split usage,
     rounded once, half up, to nano-USD."""
-    price = yaml.safe_load(BUILTIN.read_text())["models"][model]["price"]
+    price = yaml.safe_load(BUILTIN.read_text())["models"][model.removesuffix("-chat")]["price"]  # conftest's copy
     usd = sum(Fraction(str(price[k])) * n for k, n in usage.items()) / 10**6
     return math.floor(usd * 10**9 + Fraction(1, 2))
 
@@ -935,7 +941,7 @@ PDF = base64.b64encode(b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF").decod
 
 def _image_in_tool_result() -> dict[str, Any]:
     return {
-        "model": "gpt-5-5",
+        "model": "gpt-5-5-chat",
         "max_tokens": 100,
         "tools": [WEATHER],
         "messages": [
@@ -1014,7 +1020,7 @@ def _check_document_to_deepseek(sent: dict[str, Any]) -> None:
 
 def _top_k_to_openai() -> dict[str, Any]:
     return {
-        "model": "gpt-5-5",
+        "model": "gpt-5-5-chat",
         "max_tokens": 100,
         "top_k": 5,
         "top_p": 0.5,
@@ -1023,7 +1029,8 @@ def _top_k_to_openai() -> dict[str, Any]:
 
 
 def _check_top_k_to_openai(sent: dict[str, Any]) -> None:
-    assert "top_k" not in sent and sent["top_p"] == 0.5
+    # gpt-5.5 is an OpenAI reasoning model: it takes only the default top_p, so 0.5 is dropped too.
+    assert "top_k" not in sent and "top_p" not in sent
 
 
 def _parallel_off_to_gemini() -> dict[str, Any]:
@@ -1041,7 +1048,7 @@ def _check_parallel_off_to_gemini(sent: dict[str, Any]) -> None:
 
 
 UNMAPPABLE = {
-    "image-in-tool-result-to-gpt-5-5": (
+    "image-in-tool-result-to-gpt-5-5-chat": (
         _image_in_tool_result,
         _check_image_in_tool_result,
         "Images and documents inside tool_result go in a user message",
@@ -1051,7 +1058,7 @@ UNMAPPABLE = {
         _check_document_to_deepseek,
         "Text-only upstreams (DeepSeek) get a short note in place of each image or PDF",
     ),
-    "top_k-to-gpt-5-5": (_top_k_to_openai, _check_top_k_to_openai, "top_k is dropped"),
+    "top_k-to-gpt-5-5-chat": (_top_k_to_openai, _check_top_k_to_openai, "top_k is dropped"),
     "parallel-off-to-gemini": (
         _parallel_off_to_gemini,
         _check_parallel_off_to_gemini,
@@ -1138,7 +1145,7 @@ def test_gemini_count_tokens_asks_gemini_and_returns_its_number(client: Client, 
     assert "generationConfig" not in inner
 
 
-@pytest.mark.parametrize("model", ["gpt-5-5", "deepseek-v4-pro"])
+@pytest.mark.parametrize("model", ["gpt-5-5-chat", "deepseek-v4-pro"])
 def test_chat_models_count_tokens_locally_with_the_documented_estimate(
     client: Client, fake: FakeUpstream, model: str
 ) -> None:
@@ -1158,13 +1165,17 @@ def test_models_list_marks_translated_protocols_and_lists_the_route_caveats(
     gateway: Gateway, acct: dict[str, Any], anthropic_shape: bool
 ) -> None:
     entries = model_entries(gateway, acct["key"], anthropic_shape)
-    assert entries["gpt-5-5"]["protocols_aggregate"] == ["openai", "anthropic:translated", "gemini:translated"]
-    assert entries["deepseek-v4-pro"]["protocols_aggregate"] == ["openai", "anthropic:translated", "gemini:translated"]
-    assert entries["gemini-3-1-pro"]["protocols_aggregate"] == ["gemini", "anthropic:translated", "openai:translated"]
+    for model in ("gpt-5-5-chat", "deepseek-v4-pro"):
+        assert entries[model]["protocols_aggregate"] == ["openai", "anthropic:translated", "gemini:translated",
+                                                         "responses:translated"]
+    assert entries["gemini-3-1-pro"]["protocols_aggregate"] == ["gemini", "anthropic:translated", "openai:translated",
+                                                                "responses:translated"]
     assert entries["claude-sonnet-4-6"]["protocols_aggregate"] == ["anthropic", "openai:translated",
-                                                                   "gemini:translated"]
-    for model in ("gpt-5-5", "deepseek-v4-pro"):
+                                                                   "gemini:translated", "responses:translated"]
+    assert entries["gpt-5-5"]["protocols_aggregate"] == ["responses", "anthropic:translated", "openai:translated",
+                                                         "gemini:translated"]
+    for model in ("gpt-5-5-chat", "deepseek-v4-pro"):
         assert set(chat_translate.CAVEATS) <= set(entries[model]["caveats"])
     assert set(gemini_translate.CAVEATS) <= set(entries["gemini-3-1-pro"]["caveats"])
-    assert any("strict mode" in c for c in entries["gpt-5-5"]["caveats"])
+    assert any("strict mode" in c for c in entries["gpt-5-5-chat"]["caveats"])
     assert not set(chat_translate.CAVEATS) & set(entries["claude-sonnet-4-6"]["caveats"])

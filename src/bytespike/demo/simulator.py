@@ -1,7 +1,7 @@
 """A simulated upstream speaking each vendor's real wire format, for ``serve --demo`` and the bench.
 
 It answers Anthropic Messages (``/anthropic/v1/messages``, ``/count_tokens``), OpenAI Chat
-Completions (``/openai/chat/completions``) and Gemini (``/gemini/v1beta/models/{m}:generateContent``
+Completions (``/openai/chat/completions``), OpenAI Responses (``/responses``) and Gemini (``/gemini/v1beta/models/{m}:generateContent``
 and ``:streamGenerateContent?alt=sse``, ``:countTokens``), streaming and not. When the request
 offers tools and the last user text says "use the tool" (or "call the tool"), it calls the first tool;
 after a tool result it answers with text. Every answer says it is simulated.
@@ -32,7 +32,7 @@ def _asks_for_tool(text: str) -> bool:
 
 def _wants_tool(req: dict[str, Any]) -> dict[str, Any] | None:
     tools = req.get("tools") or []
-    msgs = req.get("messages") or []
+    msgs = req.get("messages") or _responses_turns(req.get("input"))
     if not tools or not msgs:
         return None
     last = msgs[-1]
@@ -45,7 +45,7 @@ def _wants_tool(req: dict[str, Any]) -> dict[str, Any] | None:
     if not _asks_for_tool(text):
         return None
     tool = tools[0]
-    if "function" in tool:
+    if "function" in tool and isinstance(tool["function"], dict):
         tool = tool["function"]
     return {"name": tool.get("name", "tool"), "input": {}}
 
@@ -65,6 +65,8 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await _anthropic(req, body, send)
     elif path.endswith("/chat/completions"):
         await _openai(req, body, send)
+    elif path.endswith("/responses"):
+        await _responses(req, body, send)
     elif ":countTokens" in path:
         await send_body(send, 200, orjson.dumps({"totalTokens": _tokens(body)}), [(b"content-type", JSON)])
     elif ":streamGenerateContent" in path or ":generateContent" in path:
@@ -155,6 +157,70 @@ async def _openai(req: dict[str, Any], body: bytes, send: Send) -> None:
                                                "model": model, "choices": [], "usage": usage}) + b"\n\n")
     parts.append(b"data: [DONE]\n\n")
     await send_body(send, 200, b"".join(parts), [(b"content-type", SSE)])
+
+
+def _responses_turns(items: Any) -> list[dict[str, Any]]:
+    """Responses input items as chat-like turns, enough for ``_wants_tool``."""
+    if isinstance(items, str):
+        return [{"role": "user", "content": items}]
+    out: list[dict[str, Any]] = []
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") == "function_call_output":
+            out.append({"role": "tool", "content": ""})
+        elif item.get("role") == "user":
+            content = item.get("content")
+            text = content if isinstance(content, str) else " ".join(
+                p.get("text", "") for p in content or [] if isinstance(p, dict))
+            out.append({"role": "user", "content": text})
+    return out
+
+
+async def _responses(req: dict[str, Any], body: bytes, send: Send) -> None:
+    model = req.get("model", "unknown")
+    tool = _wants_tool(req)
+    text = DEMO_TEXT.format(model=model)
+    rid = "resp_sim" + os.urandom(10).hex()
+    out_tokens = max(1, len(text) // 4)
+    usage = {"input_tokens": _tokens(body), "input_tokens_details": {"cached_tokens": 0},
+             "output_tokens": out_tokens, "output_tokens_details": {"reasoning_tokens": 0},
+             "total_tokens": _tokens(body) + out_tokens}
+    if tool:
+        item: dict[str, Any] = {"id": "fc_sim" + os.urandom(8).hex(), "type": "function_call", "status": "completed",
+                                "arguments": "{}", "call_id": "call_sim" + os.urandom(8).hex(), "name": tool["name"]}
+    else:
+        item = {"id": "msg_sim" + os.urandom(8).hex(), "type": "message", "status": "completed", "role": "assistant",
+                "content": [{"type": "output_text", "annotations": [], "logprobs": [], "text": text}]}
+    done = {"id": rid, "object": "response", "created_at": int(time.time()), "status": "completed", "error": None,
+            "incomplete_details": None, "model": model, "output": [item], "usage": usage}
+    if not req.get("stream"):
+        await send_body(send, 200, orjson.dumps(done), [(b"content-type", JSON)])
+        return
+    start = {**done, "status": "in_progress", "output": [], "usage": None}
+    events: list[dict[str, Any]] = [{"type": "response.created", "response": start},
+                                    {"type": "response.in_progress", "response": start}]
+    if tool:
+        events += [{"type": "response.output_item.added", "output_index": 0,
+                    "item": {**item, "status": "in_progress", "arguments": ""}},
+                   {"type": "response.function_call_arguments.delta", "item_id": item["id"], "output_index": 0,
+                    "delta": "{}"},
+                   {"type": "response.function_call_arguments.done", "item_id": item["id"], "output_index": 0,
+                    "arguments": "{}"}]
+    else:
+        part = {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}
+        common = {"item_id": item["id"], "output_index": 0, "content_index": 0}
+        events += [{"type": "response.output_item.added", "output_index": 0,
+                    "item": {**item, "status": "in_progress", "content": []}},
+                   {"type": "response.content_part.added", **common, "part": part},
+                   {"type": "response.output_text.delta", **common, "delta": text, "logprobs": []},
+                   {"type": "response.output_text.done", **common, "text": text, "logprobs": []},
+                   {"type": "response.content_part.done", **common, "part": {**part, "text": text}}]
+    events += [{"type": "response.output_item.done", "output_index": 0, "item": item},
+               {"type": "response.completed", "response": done}]
+    payload = b"".join(b"event: " + e["type"].encode() + b"\ndata: " + orjson.dumps({**e, "sequence_number": i})
+                       + b"\n\n" for i, e in enumerate(events))
+    await send_body(send, 200, payload, [(b"content-type", SSE)])
 
 
 async def _gemini(req: dict[str, Any], body: bytes, model: str, stream: bool, send: Send) -> None:

@@ -84,7 +84,7 @@ async def _infer(state: State, scope: Scope, receive: Receive, send: Send, inbou
         call.resolved = resolve(state, req.get("model"), call.key)
         plan = Plan(inbound, call.resolved, req, body, headers, scope.get("query_string", b""),
                     state.catalogue.provider_type(call.resolved.model))
-        extras = features.premium(req, headers, state.settings.groups.get(call.key.group))
+        extras = features.premium(plan.forwarded, headers, state.settings.groups.get(call.key.group))
         call.ticket = await state.billing.admit(call.request_id, call.key, call.resolved, plan.max_tokens,
                                                  plan.input_estimate, extras)
         if call.ticket.max_tokens is not None and call.ticket.max_tokens < plan.max_tokens:
@@ -172,6 +172,10 @@ async def _forward(state: State, call: Call, plan: Plan, receive: Receive, send:
             upstream_req = plan.build(provider, dep)
         except (orjson.JSONEncodeError, RecursionError):
             raise bad_request("the request nests JSON deeper than 254 levels; it cannot be forwarded") from None
+        if upstream_req.dropped:
+            call.extra_headers["bytespike-dropped-params"] = ",".join(upstream_req.dropped)
+        else:
+            call.extra_headers.pop("bytespike-dropped-params", None)
         try:
             resp = await state.upstreams.open(dep.provider, upstream_req, stream=call.stream)
             if resp.status != 200:

@@ -42,7 +42,8 @@ class Plan:
         self._hub: dict[str, Any] | None = None
         model_max = resolved.model.max_tokens
         self._single_reading = False
-        if TYPES[first_type].wire == inbound.wire:
+        self._native_first = TYPES[first_type].wire == inbound.wire
+        if self._native_first:
             self._raw_body()
             self.max_tokens = inbound.max_tokens(req, model_max)
         else:
@@ -57,6 +58,12 @@ class Plan:
             refuse_duplicate_keys(self.body)
             self._single_reading = True
         return self.body
+
+    @property
+    def forwarded(self) -> dict[str, Any]:
+        """The request as the first deployment's upstream will get it (what premium features are
+        judged on: a tool a translation drops costs nothing)."""
+        return self.req if self._native_first else self.hub()
 
     def hub(self) -> dict[str, Any]:
         """The request as a Messages request (translated once, on first use)."""
@@ -102,4 +109,4 @@ class Plan:
             return self.inbound.native_whole(raw, self._rename(dep))
         asked = self.resolved.asked
         message = utype.message_from(raw, asked, self._names)
-        return self.inbound.from_message(message, asked), message.get("usage") or {}
+        return self.inbound.from_message(message, asked, self.req), message.get("usage") or {}

@@ -10,8 +10,9 @@ from bytespike.protocols.anthropic.inbound import INBOUND as _MESSAGES
 from bytespike.protocols.base import Inbound
 from bytespike.protocols.gemini.inbound.protocol import INBOUND as _GEMINI
 from bytespike.protocols.openai_chat.inbound.protocol import INBOUND as _CHAT
+from bytespike.protocols.openai_responses.protocol import INBOUND as _RESPONSES
 
-INBOUND: dict[str, Inbound] = {p.name: p for p in (_MESSAGES, _CHAT, _GEMINI)}
+INBOUND: dict[str, Inbound] = {p.name: p for p in (_MESSAGES, _CHAT, _GEMINI, _RESPONSES)}
 
 # The Messages hub is also the shape of errors on routes no protocol claims (an unknown path).
 HUB: Inbound = _MESSAGES

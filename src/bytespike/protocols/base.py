@@ -135,8 +135,8 @@ class Inbound(Protocol):
 
     def sink(self, req: dict[str, Any], model: str) -> Sink: ...
 
-    def from_message(self, message: dict[str, Any], model: str) -> bytes:
-        """A whole Messages answer -> the client's response body."""
+    def from_message(self, message: dict[str, Any], model: str, req: Mapping[str, Any] | None = None) -> bytes:
+        """A whole Messages answer -> the client's response body (``req``: the client's request)."""
         ...
 
     def count_answer(self, raw: bytes) -> bytes:

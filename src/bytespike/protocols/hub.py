@@ -134,6 +134,20 @@ def _thinking_tokens(usage: dict[str, Any], tokens: int) -> None:
         usage["output_tokens_details"] = {"thinking_tokens": tokens}
 
 
+# --- model families ------------------------------------------------------------------------------
+
+_OPENAI_REASONING = re.compile(r"^(?:[\w.-]+/)?(gpt-5|o1|o3|o4)")
+
+
+def openai_reasoning_family(model: str) -> str | None:
+    """``"gpt5"`` or ``"o_series"`` for OpenAI reasoning models by name (gpt-5*, o1, o3, o4*), else None.
+    These take max_completion_tokens / max_output_tokens and only the default temperature and top_p."""
+    m = _OPENAI_REASONING.match(model.lower())
+    if m is None:
+        return None
+    return "gpt5" if m.group(1) == "gpt-5" else "o_series"
+
+
 # --- ids ---------------------------------------------------------------------------------------
 
 _ID_BAD = re.compile(r"[^a-zA-Z0-9_-]")

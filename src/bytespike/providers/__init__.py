@@ -4,7 +4,7 @@ here and one line below."""
 
 from __future__ import annotations
 
-from bytespike.providers import anthropic, gemini, openai
+from bytespike.providers import anthropic, gemini, openai, openai_responses
 from bytespike.providers.base import UpstreamType
 
-TYPES: dict[str, UpstreamType] = {t.name: t for t in (anthropic.TYPE, openai.TYPE, gemini.TYPE)}
+TYPES: dict[str, UpstreamType] = {t.name: t for t in (anthropic.TYPE, openai.TYPE, openai_responses.TYPE, gemini.TYPE)}

@@ -50,6 +50,7 @@ class UpstreamRequest:
     url: str
     headers: dict[str, str]
     body: bytes
+    dropped: tuple[str, ...] = ()  # request parameters the upstream refuses, left out (told to the client)
 
 
 def error_message(body: bytes) -> str | None:
@@ -187,13 +188,16 @@ def dialect(cls: type, provider: ProviderSettings, dep: Deployment, presets: Any
     """A translator dialect from provider and deployment ``options`` (deployment wins).
 
     ``dialect: NAME`` starts from a preset of the translator module (e.g. ``deepseek``,
-    ``openai_gpt5``, ``gemini_3``); other keys naming a dialect field override it (lists become
-    tuples); unknown keys are ignored.
+    ``openai_gpt5``, ``gemini_3``); without one, the module's ``preset_for_model`` (if it has one)
+    picks it from the deployment's model name (OpenAI's reasoning models); other keys naming a
+    dialect field override it (lists become tuples); unknown keys are ignored.
     """
     fields = {f.name for f in dataclasses.fields(cls)}
     opts = {**provider.options, **dep.options}
     base = cls()
     preset = opts.get("dialect")
+    if preset is None and presets is not None and hasattr(presets, "preset_for_model"):
+        preset = presets.preset_for_model(dep.model)
     if isinstance(preset, str) and presets is not None:
         found = getattr(presets, preset.upper(), None)
         if isinstance(found, cls):

@@ -25,10 +25,11 @@ _KEEP = (b"user-agent",)
 operator's choice (``providers.NAME.headers``), never the client's."""
 
 
-def request(provider: ProviderSettings, inbound: Mapping[bytes, bytes], body: bytes) -> UpstreamRequest:
+def request(provider: ProviderSettings, inbound: Mapping[bytes, bytes], body: bytes,
+            dropped: tuple[str, ...] = ()) -> UpstreamRequest:
     headers = forward_headers(inbound, provider, _KEEP)
     headers["authorization"] = f"Bearer {provider.api_key}"
-    return UpstreamRequest(f"{provider.base_url}/chat/completions", headers, body)
+    return UpstreamRequest(f"{provider.base_url}/chat/completions", headers, body, dropped)
 
 
 class OpenAIType:
@@ -38,20 +39,24 @@ class OpenAIType:
 
     def native_request(self, req: dict[str, Any], body: bytes | None, headers: Mapping[bytes, bytes], query: str,
                        provider: ProviderSettings, dep: Deployment, stream: bool) -> UpstreamRequest:
-        changed = body is None or req.get("model") != dep.model
+        # The model family's parameter rules (gpt-5*/o-series: max_completion_tokens, default sampling).
+        fitted, dropped = chat.fit_chat_body(req, dialect(chat.ChatDialect, provider, dep, chat))
+        changed = body is None or req.get("model") != dep.model or fitted != req
+        req = fitted
         if stream and not include_usage(req):
             # Usage arrives only when asked for; the relay holds the chunk back if the client did not ask.
             req = {**req, "stream_options": {**(req.get("stream_options") or {}), "include_usage": True}}
             changed = True
         if changed or body is None:
             body = orjson.dumps({**req, "model": dep.model})
-        return request(provider, headers, body)
+        return request(provider, headers, body, tuple(dropped))
 
     def hub_request(self, hub: dict[str, Any], provider: ProviderSettings, dep: Deployment,
                     stream: bool) -> tuple[UpstreamRequest, dict[str, str] | None]:
         d = dialect(chat.ChatDialect, provider, dep, chat)
         body = chat.to_chat_request(hub, dep.model, d)
-        return request(provider, {}, orjson.dumps(body)), chat.chat_tool_names(hub, d) or None
+        dropped = tuple(chat.dropped_params(hub, d))
+        return request(provider, {}, orjson.dumps(body), dropped), chat.chat_tool_names(hub, d) or None
 
     def source(self, model: str, names: dict[str, str] | None) -> EventSource:
         return chat.ChatStreamTranslator(model, tool_names=names)

@@ -96,7 +96,7 @@ class AnthropicInbound:
     def sink(self, req: dict[str, Any], model: str) -> Sink:
         return AnthropicSink()
 
-    def from_message(self, message: dict[str, Any], model: str) -> bytes:
+    def from_message(self, message: dict[str, Any], model: str, req: Mapping[str, Any] | None = None) -> bytes:
         return orjson.dumps(message)
 
     def count_answer(self, raw: bytes) -> bytes:

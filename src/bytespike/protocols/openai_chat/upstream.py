@@ -29,6 +29,7 @@ from bytespike.protocols.hub import (
     gateway_signature,
     mapping,
     new_message_id,
+    openai_reasoning_family,
     read_gateway_signature,
     requested_effort,
     sanitize_id,
@@ -61,6 +62,8 @@ CAVEATS: Final[tuple[str, ...]] = (
     "An assistant message last in the request (prefill) is sent as an ordinary assistant message.",
     "DeepSeek: thinking is turned off when tool_choice forces a tool (thinking mode allows auto/none only).",
     "Reasoning text is returned even when thinking.display is 'omitted'.",
+    "OpenAI reasoning models (gpt-5*, o1, o3, o4*) get max_completion_tokens and only the default temperature "
+    "and top_p (o-series: no stop); what they refuse is dropped and listed in the bytespike-dropped-params header.",
 )
 
 
@@ -81,6 +84,8 @@ class ChatDialect:
     """Send ``thinking: {"type": "enabled"|"disabled"}`` (DeepSeek)."""
     sampling_with_reasoning: bool = True
     """False: temperature/top_p are dropped while reasoning is on (OpenAI rejects them)."""
+    default_sampling_only: bool = False
+    """True: temperature and top_p other than 1 are always dropped (OpenAI reasoning models)."""
     forced_tool_with_reasoning: bool = True
     """False: a forced tool_choice (any/tool) turns reasoning off for that request (DeepSeek)."""
     reasoning_field: str | None = None
@@ -104,6 +109,14 @@ OPENAI_GPT5: Final = ChatDialect(
     efforts=("low", "medium", "high", "xhigh"),
     effort_off="none",
     sampling_with_reasoning=False,
+    default_sampling_only=True,
+)
+OPENAI_O_SERIES: Final = ChatDialect(
+    max_tokens_field="max_completion_tokens",
+    efforts=("low", "medium", "high"),
+    sampling_with_reasoning=False,
+    default_sampling_only=True,
+    supports_stop=False,
 )
 DEEPSEEK: Final = ChatDialect(
     supports_images=False,
@@ -113,6 +126,43 @@ DEEPSEEK: Final = ChatDialect(
     forced_tool_with_reasoning=False,
     reasoning_field="reasoning_content",
 )
+
+
+def preset_for_model(model: str) -> str | None:
+    """The preset OpenAI's own rules give a model name: gpt-5* -> openai_gpt5, o1/o3/o4* ->
+    openai_o_series, anything else None (generic)."""
+    family = openai_reasoning_family(model)
+    return f"openai_{family}" if family else None
+
+
+def _refused_sampling(req: Mapping[str, Any], dialect: ChatDialect) -> list[str]:
+    if not dialect.default_sampling_only:
+        return []
+    return [k for k in ("temperature", "top_p") if req.get(k) is not None and req.get(k) != 1]
+
+
+def dropped_params(req: Mapping[str, Any], dialect: ChatDialect = GENERIC) -> list[str]:
+    """Parameters of a Messages request this upstream refuses and ``to_chat_request`` leaves out."""
+    out = _refused_sampling(req, dialect)
+    if req.get("top_k") is not None and not dialect.supports_top_k:
+        out.append("top_k")
+    if req.get("stop_sequences") and not dialect.supports_stop:
+        out.append("stop_sequences")
+    return out
+
+
+def fit_chat_body(req: dict[str, Any], dialect: ChatDialect) -> tuple[dict[str, Any], list[str]]:
+    """A Chat client's own body made acceptable to this upstream: ``max_tokens`` renamed to the
+    field the model takes, sampling it refuses dropped. Returns (body, names of dropped fields)."""
+    dropped = _refused_sampling(req, dialect)
+    out = {k: v for k, v in req.items() if k not in dropped}
+    if dialect.max_tokens_field != "max_tokens" and "max_tokens" in out:
+        value = out.pop("max_tokens")
+        out.setdefault(dialect.max_tokens_field, value)
+    if "stop" in out and not dialect.supports_stop:
+        out.pop("stop")
+        dropped.append("stop")
+    return out, dropped
 
 
 def chat_tool_names(req: Mapping[str, Any], dialect: ChatDialect = GENERIC) -> dict[str, str]:
@@ -142,8 +192,9 @@ def to_chat_request(
             max_tokens = min(max_tokens, dialect.max_output_tokens)
         body[dialect.max_tokens_field] = max_tokens
     if not (reasoning_on and not dialect.sampling_with_reasoning):
+        refused = _refused_sampling(req, dialect)
         for key in ("temperature", "top_p"):
-            if req.get(key) is not None:
+            if req.get(key) is not None and key not in refused:
                 body[key] = req[key]
     if dialect.supports_top_k and req.get("top_k") is not None:
         body["top_k"] = req["top_k"]

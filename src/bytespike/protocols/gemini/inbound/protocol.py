@@ -126,7 +126,7 @@ class GeminiInbound:
     def sink(self, req: dict[str, Any], model: str) -> Sink:
         return GeminiSink(model, bool(req.get("sse")), include_thoughts(req))
 
-    def from_message(self, message: dict[str, Any], model: str) -> bytes:
+    def from_message(self, message: dict[str, Any], model: str, req: Mapping[str, Any] | None = None) -> bytes:
         return orjson.dumps(message_to_gemini_response(message, model))
 
     def count_answer(self, raw: bytes) -> bytes:

@@ -97,7 +97,7 @@ class ChatInbound:
     def sink(self, req: dict[str, Any], model: str) -> Sink:
         return ChatSink(model, include_usage(req))
 
-    def from_message(self, message: dict[str, Any], model: str) -> bytes:
+    def from_message(self, message: dict[str, Any], model: str, req: Mapping[str, Any] | None = None) -> bytes:
         return orjson.dumps(message_to_chat_completion(message, model))
 
     def count_answer(self, raw: bytes) -> bytes:
