@@ -30,7 +30,9 @@ from sqlalchemy import select
 from bytespike import config
 from bytespike.billing.service import Billing, Outcome, Ticket
 from bytespike.errors import GatewayError
+from bytespike.gateway.call import Call
 from bytespike.gateway.catalogue import Catalogue
+from bytespike.protocols import INBOUND
 from bytespike.store.accounts import Accounts, KeyRecord
 from bytespike.store.db import Database, upgrade
 from bytespike.store.schema import holds, ledger, usage_records
@@ -548,10 +550,12 @@ async def _admit(billing: Billing, key: KeyRecord, catalogue: Catalogue, rid: st
 
 async def _settle(billing: Billing, key: KeyRecord, ticket: Ticket, model: str, usage: dict[str, Any] | None,
                   outcome: Outcome) -> None:
-    await billing.settle(ticket, request_id=ticket.request_id, key=key, protocol="anthropic", model_asked=model,
-                         model_used=model, provider="anthropic", upstream_model=model, stream=True, usage=usage,
-                         outcome=outcome, http_status=200, error_type=None if usage else "api_error",
-                         latency_ms=1.0, ttft_ms=None)
+    """Settle as the road does: through a Call carrying what the request learnt."""
+    call = Call(ticket.request_id, INBOUND["anthropic"], time.perf_counter(), key=key,
+                resolved=billing.catalogue.resolve(model), stream=True, ticket=ticket, provider="anthropic",
+                upstream_model=model, status=200, outcome=outcome, usage=usage,
+                error_type=None if usage else "api_error")
+    await billing.settle(call)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -755,9 +759,12 @@ async def _sweep_scenario(template: Path, settings: Any) -> None:
             await _settle(billing, key, pending, "claude-haiku-4-5", None, Outcome.FAILED)
             await billing.flush()
             await billing.sweep()
+            assert "key_sweep" in billing.limits  # the failure counts as a request in its windows
+            now[0] += 8 * 86400
+            await billing.sweep()
             assert "key_sweep" not in billing.limits  # nothing open or counted: forgotten
             # Seen again, it is rebuilt from the records: the settled request counts while in its window.
-            now[0] -= 8 * 86400
+            now[0] -= 16 * 86400
             kw = await billing.windows(key)
             assert kw.snapshot(now[0])[0].requests_used == 1
         finally:
