@@ -11,6 +11,7 @@ command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
@@ -20,4 +21,5 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 scripts/setup.sh --test
 .venv/bin/ruff check src tests bench
+.venv/bin/mypy src
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
