@@ -33,6 +33,7 @@ def gw(fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     d = tmp_path_factory.mktemp("premium")
     cfg = gateway_config(fake.url, d / "bytespike.db")
     cfg["groups"]["premium"] = {"models": ["*"], "multiplier": 1, "features": FEATURES}
+    cfg["groups"]["plain"] = {"models": ["*"], "multiplier": 1}
     g = Gateway(d, cfg).start()
     yield g
     g.stop()
@@ -70,7 +71,7 @@ def test_a_premium_feature_the_group_does_not_offer_is_refused_before_the_upstre
         gw: Gateway, fake: FakeUpstream, feature: str, body: dict[str, Any], headers: dict[str, str],
         path: str) -> None:
     fake.handler = Greedy()
-    acct = gw.account(usd="5")
+    acct = gw.account(usd="5", group="plain")
     before = len(fake.received)
     r = post(gw, acct["key"], body, headers, path)
     assert r.status_code == 403, r.text

@@ -766,10 +766,11 @@ async def _sweep_scenario(template: Path, settings: Any) -> None:
             now[0] += 8 * 86400
             await billing.sweep()
             assert "key_sweep" not in billing.limits  # nothing open or counted: forgotten
-            # Seen again, it is rebuilt from the records: the settled request counts while in its window.
+            # Seen again, it is rebuilt from the records: with the clock turned back, the settled request
+            # and the later failure both fall in its window (a failure counts as a request).
             now[0] -= 16 * 86400
             kw = await billing.windows(key)
-            assert kw.snapshot(now[0])[0].requests_used == 1
+            assert kw.snapshot(now[0])[0].requests_used == 2
         finally:
             await billing.stop()
             await db.close()
