@@ -12,17 +12,14 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 from bytespike.accounts import keys as key_codec
-from bytespike.accounts.passwords import verify_password
 from bytespike.store import oauth as books
 from bytespike.store.accounts import Accounts
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
-_FAILURES_PER_MINUTE = 10
 _USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"  # no vowels, no look-alikes (RFC 8628 section 6.1)
 
 
@@ -55,36 +52,11 @@ def normalize_user_code(code: str) -> str:
     return f"{letters[:4]}-{letters[4:8]}" if len(letters) == 8 else letters
 
 
-class Throttle:
-    """Wrong passwords per email and per client address in the last minute."""
-
-    def __init__(self) -> None:
-        self._seen: dict[str, deque[float]] = {}
-
-    def blocked(self, *who: str) -> bool:
-        now = time.monotonic()
-        for w in who:
-            q = self._seen.get(w)
-            while q and now - q[0] > 60:
-                q.popleft()
-            if q is not None and len(q) >= _FAILURES_PER_MINUTE:
-                return True
-        return False
-
-    def failed(self, *who: str) -> None:
-        if len(self._seen) > 100_000:
-            self._seen.clear()
-        for w in who:
-            self._seen.setdefault(w, deque()).append(time.monotonic())
-
-
-
 class DeviceSignIn:
     def __init__(self, people: Accounts, policy: SignInPolicy) -> None:
         self.people = people
         self.db = people.db
         self.policy = policy
-        self.throttle = Throttle()
 
     async def start(self, client_id: str, scope: str) -> dict[str, Any]:
         """A new pending grant: the device code (secret, for the terminal) and the user code."""
@@ -208,11 +180,3 @@ class DeviceSignIn:
         if scope:
             out["scope"] = scope
         return out
-
-    async def sign_in(self, email: str, password: str) -> Any:
-        """The person with this email and password (None when either is wrong)."""
-        async with self.db.read() as conn:
-            row = await books.login_row(conn, email)
-        if row is None or not row.password_hash or not verify_password(password, row.password_hash):
-            return None
-        return row

@@ -11,6 +11,7 @@ from urllib.parse import parse_qs
 import orjson
 
 from bytespike.accounts.device import DEVICE_GRANT, OAuthError, normalize_user_code
+from bytespike.accounts.errors import LoginFailed, Throttled
 from bytespike.errors import GatewayError
 from bytespike.gateway.call import new_request_id
 from bytespike.http.asgi import Receive, Scope, Send, header_map, read_body, send_body, send_json
@@ -173,19 +174,18 @@ async def device_page(state: State, scope: Scope, receive: Receive, send: Send) 
         return
     email = form.get("email", "").strip().lower()[:320]
     client = scope.get("client") or ("?", 0)
-    who = (f"email:{email}", f"addr:{client[0]}")
     csrf = secrets.token_urlsafe(24)
-    if state.sign_in.throttle.blocked(*who):
+    try:
+        person = await state.services.people.sign_in(email, form.get("password", ""), str(client[0]))
+    except Throttled:
         await _send_page(send, 429, _page("Approve a sign-in", _form_html(code, csrf),
                                           "Too many attempts. Wait a minute and try again."), cookie=csrf)
         return
-    person = await state.sign_in.sign_in(email, form.get("password", ""))
-    if person is None:
-        state.sign_in.throttle.failed(*who)
+    except LoginFailed:
         await _send_page(send, 401, _page("Approve a sign-in", _form_html(code, csrf),
                                           "That email and password do not match."), cookie=csrf)
         return
-    if not await state.sign_in.approve(code, person.id, person.account_id):
+    if not await state.sign_in.approve(code, person["id"], person["account_id"]):
         await _send_page(send, 400, _page("Approve a sign-in", _form_html("", csrf),
                                           f"The code {html.escape(code)} is unknown or expired."), cookie=csrf)
         return

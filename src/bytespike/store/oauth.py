@@ -69,11 +69,5 @@ async def revoke_user(conn: AsyncConnection, user_id: str, now: float) -> list[s
     return keys
 
 
-async def login_row(conn: AsyncConnection, email: str) -> Any:
-    """The person signing in: id, wallet account and password hash (None: no such person)."""
-    return (await conn.execute(select(users.c.id, users.c.account_id, users.c.password_hash)
-                               .where(users.c.email == email.strip().lower()))).first()
-
-
 async def user_exists(conn: AsyncConnection, user_id: str) -> bool:
     return (await conn.execute(select(users.c.id).where(users.c.id == user_id))).first() is not None
